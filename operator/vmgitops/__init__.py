@@ -1,0 +1,1 @@
+"""vmgitops: Argo-CD-style GitOps for plain virtual machines."""
