@@ -1,0 +1,64 @@
+"""Operator settings, from the command line and VMGITOPS_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not a number of seconds") from exc
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env_float(name, default))
+
+
+@dataclass
+class Settings:
+    """Knobs that size the operator to its fleet; defaults suit thousands of targets."""
+
+    probe_interval: float = field(default_factory=lambda: _env_float("VMGITOPS_PROBE_INTERVAL", 60))
+    #: Probes are spread over this fraction of the interval so 5,000 targets never align.
+    probe_jitter: float = field(default_factory=lambda: _env_float("VMGITOPS_PROBE_JITTER", 0.2))
+    connect_timeout: float = field(
+        default_factory=lambda: _env_float("VMGITOPS_CONNECT_TIMEOUT", 10)
+    )
+    command_timeout: float = field(
+        default_factory=lambda: _env_float("VMGITOPS_COMMAND_TIMEOUT", 30)
+    )
+    #: lastProbeTime is refreshed at most this often when nothing else changed.
+    probe_time_refresh: float = field(
+        default_factory=lambda: _env_float("VMGITOPS_PROBE_TIME_REFRESH", 300)
+    )
+    max_concurrent_connects: int = field(
+        default_factory=lambda: _env_int("VMGITOPS_MAX_CONCURRENT_CONNECTS", 64)
+    )
+    max_inflight_commands: int = field(
+        default_factory=lambda: _env_int("VMGITOPS_MAX_INFLIGHT_COMMANDS", 512)
+    )
+    idle_close: float = field(default_factory=lambda: _env_float("VMGITOPS_IDLE_CLOSE", 600))
+    metrics_port: int = field(default_factory=lambda: _env_int("VMGITOPS_METRICS_PORT", 8080))
+    health_port: int = field(default_factory=lambda: _env_int("VMGITOPS_HEALTH_PORT", 8081))
+
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """The process-wide settings, created on first use."""
+    global _current
+    if _current is None:
+        _current = Settings()
+    return _current
+
+
+def install(settings: Settings) -> None:
+    global _current
+    _current = settings
