@@ -1,0 +1,110 @@
+"""PromotionPipeline (short name vmpipe): an ordered chain of applications that a
+revision moves through, one Promotion per step."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import ConfigDict, Field, NonNegativeInt, model_validator
+
+from vmgitops.api.base import ApiModel, Duration, Reason, Time
+from vmgitops.api.common import ObjectMeta, ObservedStatus
+from vmgitops.api.meta import API_VERSION, PIPELINE
+from vmgitops.api.promotion import (
+    GIT_COMMIT_REQUIRED,
+    GIT_COMMIT_RULE,
+    ApplicationRef,
+    Approval,
+    GitCommitTarget,
+    PromotionMethod,
+    PromotionPhase,
+)
+
+DUPLICATE_STAGE = "stage names must be unique"
+
+
+class PipelineStage(ApplicationRef):
+    """One application in the chain. The first stage is where revisions enter; auto,
+    soakTime and approval of a later stage govern promotion into it."""
+
+    auto: bool = True
+    """Promote into this stage as soon as the previous stage allows; false: only when
+    asked (vmgitops promote)."""
+    soak_time: Duration = "0s"
+    """How long a revision must stay Synced and Healthy in this stage before it may move
+    on to the next stage."""
+    approval: Approval = Field(default_factory=Approval, json_schema_extra={"default": {}})
+    """A human gate before a revision enters this stage."""
+
+
+class PromotionPipelineSpec(ApiModel):
+    """The chain of stages and how revisions move between them."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [GIT_COMMIT_RULE]})
+
+    stages: list[PipelineStage] = Field(
+        min_length=1,
+        max_length=32,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """In order: a revision moves from each stage to the next."""
+    method: PromotionMethod = PromotionMethod.PATCH
+    """As in Promotion: Patch or GitCommit."""
+    git_commit: GitCommitTarget | None = None
+    """Where to commit; required for method GitCommit."""
+    rollback_on_failure: bool = True
+    """When verification of a stage fails, restore its previous revision."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.method is PromotionMethod.GIT_COMMIT and self.git_commit is None:
+            raise ValueError(GIT_COMMIT_REQUIRED)
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ValueError(DUPLICATE_STAGE)
+        return self
+
+
+class StageHold(ApiModel):
+    """Why a revision is not moving into a stage."""
+
+    reason: Reason
+    """For example WaitingForApproval, Soaking, ManualPromotion, PreviousStageFailed."""
+    since: Time | None = None
+    message: str = ""
+
+
+class StageStatus(ApiModel):
+    """Where one stage stands."""
+
+    name: str
+    """The stage's name, as in spec.stages."""
+    revision: str | None = None
+    """The revision the stage is at."""
+    phase: PromotionPhase | None = None
+    """The phase of the last promotion into this stage."""
+    promotion: str | None = None
+    """The Promotion that moved the revision into this stage."""
+    hold: StageHold | None = None
+    """Set while a newer revision waits to enter this stage."""
+
+
+class PromotionPipelineStatus(ObservedStatus):
+    """Progress of revisions through the stages."""
+
+    stages: list[StageStatus] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    holds: NonNegativeInt = 0
+    """How many stages are held right now."""
+
+
+class PromotionPipeline(ApiModel):
+    """A whole PromotionPipeline object."""
+
+    api_version: str = API_VERSION
+    kind: str = PIPELINE.kind
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: PromotionPipelineSpec
+    status: PromotionPipelineStatus = Field(default_factory=PromotionPipelineStatus)
