@@ -103,6 +103,15 @@ def prepare(name: str, address: str) -> None:
     ssh.chmod(0o700)
     shutil.copy(USER_KEY.with_suffix(".pub"), ssh / "authorized_keys")
     (ssh / "authorized_keys").chmod(0o600)
+    # Under a boot storm these time out and mark the VM "degraded"; the journal is volatile
+    # anyway and nothing reads utmp here. systemd-sysctl would write the host's kernel
+    # settings (most sysctls are not namespaced), which a VM must never do.
+    units = etc / "systemd" / "system"
+    units.mkdir(parents=True, exist_ok=True)
+    for unit in ("systemd-journal-flush.service", "systemd-update-utmp-runlevel.service",
+                 "systemd-update-utmp.service", "systemd-sysctl.service"):
+        (units / unit).unlink(missing_ok=True)
+        (units / unit).symlink_to("/dev/null")
     (d / "address").write_text(address)
     (d / "prepared").write_text("")
 
