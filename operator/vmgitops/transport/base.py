@@ -35,5 +35,5 @@ class Runner(Protocol):
         argv: Sequence[str],
         *,
         stdin: bytes | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - a per-command deadline
     ) -> CommandResult: ...

@@ -13,9 +13,11 @@ class TransportError(Exception):
     #: False when retrying cannot help without a human (a wrong host key, a bad key).
     retryable: bool = True
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.message = message
+        #: Seconds until the pool tries this target again (backoff), when known.
+        self.retry_after = retry_after
 
 
 class HostKeyMismatch(TransportError):
@@ -23,6 +25,17 @@ class HostKeyMismatch(TransportError):
 
     reason = "HostKeyMismatch"
     retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        presented_fingerprint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        #: "SHA256:..." of the key the server offered, when the handshake got that far.
+        self.presented_fingerprint = presented_fingerprint
 
 
 class HostKeyNotConfigured(TransportError):
@@ -52,6 +65,12 @@ class ConnectionRefused(TransportError):
     reason = "ConnectionRefused"
 
 
+class HostUnreachable(TransportError):
+    """No route to the address, or its name does not resolve."""
+
+    reason = "HostUnreachable"
+
+
 class Timeout(TransportError):
     """Connecting or running a command took longer than allowed."""
 
@@ -68,4 +87,11 @@ class SudoPasswordRequired(TransportError):
     """`become` asked sudo for root and sudo wants a password we do not have."""
 
     reason = "SudoPasswordRequired"
+    retryable = False
+
+
+class SudoPasswordRejected(TransportError):
+    """sudo refused the configured `become` password."""
+
+    reason = "SudoPasswordRejected"
     retryable = False
