@@ -37,13 +37,17 @@ def run(args: argparse.Namespace) -> int:
     # asyncssh logs every channel at INFO; keep it at WARNING unless debugging it.
     logging.getLogger("asyncssh").setLevel(
         logging.DEBUG if os.environ.get("VMGITOPS_DEBUG_SSH") else logging.WARNING)
+    # kopf reports every handler run at INFO: at thousands of targets that drowns the
+    # log, so only our own transitions are logged at INFO.
+    if not args.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import vmgitops.handlers  # noqa: F401  (registers the handlers)
 
     namespaces = list(args.namespace)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,
-            namespaces=namespaces or None,
+            namespaces=namespaces,
             standalone=True,
             liveness_endpoint=args.liveness,
         )
