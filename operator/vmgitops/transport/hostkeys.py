@@ -113,8 +113,9 @@ class HostKeyPolicy(ABC):
         return True
 
     @abstractmethod
-    def mismatch_message(self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None,
-                         detail: str) -> str:
+    def mismatch_message(
+        self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None, detail: str
+    ) -> str:
         """Why the presented key was refused, naming fingerprints, never secrets."""
 
 
@@ -160,8 +161,9 @@ class Pinned(HostKeyPolicy):
     def accepts_fingerprint(self, presented: str) -> bool:
         return presented in {fingerprint(key) for key in self.public_keys}
 
-    def mismatch_message(self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None,
-                         detail: str) -> str:
+    def mismatch_message(
+        self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None, detail: str
+    ) -> str:
         pinned = ", ".join(fingerprint(key) for key in self.public_keys)
         return (
             f"{_presented(presented)} is not pinned (pinned: {pinned}); credentials were "
@@ -206,8 +208,9 @@ class TrustOnFirstUse(HostKeyPolicy):
     def accepts_fingerprint(self, presented: str) -> bool:
         return self.recorded_fingerprint is None or presented == self.recorded_fingerprint
 
-    def mismatch_message(self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None,
-                         detail: str) -> str:
+    def mismatch_message(
+        self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None, detail: str
+    ) -> str:
         return (
             f"{_presented(presented)} differs from the one trusted on first use "
             f"({self.recorded_fingerprint}); credentials were not sent. If the VM was "
@@ -238,9 +241,7 @@ class CertificateAuthority(HostKeyPolicy):
 
     def ensure_configured(self) -> None:
         if not self.ca_keys:
-            raise HostKeyNotConfigured(
-                "hostKey policy CertificateAuthority has no caPublicKeys"
-            )
+            raise HostKeyNotConfigured("hostKey policy CertificateAuthority has no caPublicKeys")
 
     def known_hosts(self) -> KnownHosts:
         return ([], list(self.ca_keys), list(self.revoked_keys))
@@ -257,8 +258,9 @@ class CertificateAuthority(HostKeyPolicy):
     def accepts_fingerprint(self, presented: str) -> bool:
         return presented not in {fingerprint(key) for key in self.revoked_keys}
 
-    def mismatch_message(self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None,
-                         detail: str) -> str:
+    def mismatch_message(
+        self, presented: asyncssh.SSHKey | None, ca: asyncssh.SSHKey | None, detail: str
+    ) -> str:
         if ca is not None:
             why = f"its certificate is signed by CA {fingerprint(ca)}, which is not trusted"
         elif presented is not None:

@@ -117,8 +117,7 @@ def parse_private_key(
         message = f"{where} key {PASSPHRASE_FIELD!r} does not decrypt key {PRIVATE_KEY_FIELD!r}"
     else:
         message = (
-            f"{where} key {PRIVATE_KEY_FIELD!r} is not a private key in OpenSSH, "
-            "PEM or PKCS#8 form"
+            f"{where} key {PRIVATE_KEY_FIELD!r} is not a private key in OpenSSH, PEM or PKCS#8 form"
         )
     raise CredentialsMissing(message)
 

@@ -57,7 +57,7 @@ class SSHRunner:
 
     @property
     def host_key_fingerprint(self) -> str | None:
-        """"SHA256:..." of the key the server presented on the open connection."""
+        """ "SHA256:..." of the key the server presented on the open connection."""
         return self.pool.host_key_fingerprint(self.config.target)
 
     @property
@@ -111,9 +111,7 @@ class SSHRunner:
             outcome = exc.reason
             raise
         finally:
-            self.pool.observer.command_finished(
-                config.target, time.monotonic() - started, outcome
-            )
+            self.pool.observer.command_finished(config.target, time.monotonic() - started, outcome)
 
     async def _nopasswd(self, live: _Live, user: str, deadline: float) -> bool:
         """Whether sudo needs no password here; asked once per connection and user."""

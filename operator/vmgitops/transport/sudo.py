@@ -63,14 +63,10 @@ def sudo_failure(
         return None
     head = text[:400]
     if any(phrase in head for phrase in _PASSWORD_REJECTED) and password_sent:
-        return SudoPasswordRejected(
-            f"sudo refused the configured password for becoming {user!r}"
-        )
+        return SudoPasswordRejected(f"sudo refused the configured password for becoming {user!r}")
     if any(phrase in head for phrase in _PASSWORD_REQUIRED):
         if password_sent:
-            return SudoPasswordRejected(
-                f"sudo still asks for a password for becoming {user!r}"
-            )
+            return SudoPasswordRejected(f"sudo still asks for a password for becoming {user!r}")
         return SudoPasswordRequired(
             f"sudo asks for a password to become {user!r}: allow NOPASSWD for the "
             "login user, or configure a sudo password"

@@ -10,6 +10,7 @@ from transport_fakes import FakeSSHD, Keys, StartServer, make_keys
 
 from vmgitops.transport import ConnectionPool, PoolLimits
 
+
 @pytest.fixture(scope="session")
 def keys() -> Keys:
     return make_keys()
@@ -42,5 +43,3 @@ async def sshd(keys: Keys) -> AsyncIterator[StartServer]:
 async def pool() -> AsyncIterator[ConnectionPool]:
     async with ConnectionPool(PoolLimits(backoff_base=0.05, backoff_max=0.2)) as the_pool:
         yield the_pool
-
-

@@ -103,9 +103,7 @@ async def test_connection_is_reused_across_runs(
     assert pool.open_connections == 1
 
 
-async def test_channel_limit_per_connection_is_respected(
-    sshd: StartServer, keys: Keys
-) -> None:
+async def test_channel_limit_per_connection_is_respected(sshd: StartServer, keys: Keys) -> None:
     server = await sshd()
     async with ConnectionPool(PoolLimits(channels_per_connection=3)) as pool:
         runner = pool.runner(config_for(server, keys))
@@ -242,7 +240,10 @@ async def test_bad_argv_is_refused_before_sending(
 
 
 async def test_local_ssh_config_agent_and_known_hosts_are_ignored(
-    sshd: StartServer, pool: ConnectionPool, keys: Keys, tmp_path: Path,
+    sshd: StartServer,
+    pool: ConnectionPool,
+    keys: Keys,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ssh_dir = tmp_path / ".ssh"

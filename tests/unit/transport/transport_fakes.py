@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import asyncssh
+
 from vmgitops.transport import (
     Become,
     ConnectionConfig,
