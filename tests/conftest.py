@@ -18,8 +18,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import testbed  # noqa: E402
-from testbed import DEV, ROOT, VM  # noqa: E402
+import testbed
+from testbed import DEV, ROOT, VM
 
 FLEET_SIZE = int(os.environ.get("FLEET", "4"))
 
@@ -37,8 +37,9 @@ def fleet() -> list[VM]:
 def crds(fleet: list[VM]) -> None:
     """Our CRDs installed in the real API server and Established."""
     testbed.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
-    testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "-f", str(ROOT / "crds"))
+    testbed.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "-f", str(ROOT / "crds")
+    )
 
 
 @pytest.fixture
@@ -51,10 +52,22 @@ def namespace(crds: None) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     testbed.kubectl("create", "namespace", name)
     yield name
-    subprocess.run(["kubectl", "-n", name, "delete", "vmgitops,secrets", "--all",
-                    "--wait=false", "--ignore-not-found"],
-                   env={**os.environ, "KUBECONFIG": str(testbed.KUBECONFIG)},
-                   capture_output=True, check=False, timeout=60)
+    subprocess.run(
+        [
+            "kubectl",
+            "-n",
+            name,
+            "delete",
+            "vmgitops,secrets",
+            "--all",
+            "--wait=false",
+            "--ignore-not-found",
+        ],
+        env={**os.environ, "KUBECONFIG": str(testbed.KUBECONFIG)},
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -63,12 +76,19 @@ def operator(crds: None) -> Iterator[Path]:
     logs = DEV / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"operator-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    env = {**os.environ, "KUBECONFIG": str(testbed.KUBECONFIG),
-           "VMGITOPS_PROBE_INTERVAL": os.environ.get("VMGITOPS_PROBE_INTERVAL", "5")}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(testbed.KUBECONFIG),
+        "VMGITOPS_PROBE_INTERVAL": os.environ.get("VMGITOPS_PROBE_INTERVAL", "5"),
+    }
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(ROOT / ".venv/bin/vmgitops"), "run", "--verbose"],
-                                stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/vmgitops"), "run", "--verbose"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         yield log_path
     finally:

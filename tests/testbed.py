@@ -36,16 +36,36 @@ class VM:
     def private_key(self) -> str:
         return self.private_key_file.read_text()
 
-    def ssh(self, command: str, *, check: bool = True, timeout: float = 60,
-            input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    def ssh(
+        self, command: str, *, check: bool = True, timeout: float = 60, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         """Runs a shell command on the VM with the OpenSSH client (the test's own eyes)."""
         return subprocess.run(
-            ["ssh", "-F", "/dev/null", "-i", str(self.private_key_file),
-             "-o", "StrictHostKeyChecking=yes",
-             "-o", f"UserKnownHostsFile={_known_hosts(self)}",
-             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-             "-p", str(self.port), f"{self.user}@{self.address}", command],
-            check=check, capture_output=True, timeout=timeout, input=input,
+            [
+                "ssh",
+                "-F",
+                "/dev/null",
+                "-i",
+                str(self.private_key_file),
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                f"UserKnownHostsFile={_known_hosts(self)}",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=10",
+                "-o",
+                "LogLevel=ERROR",
+                "-p",
+                str(self.port),
+                f"{self.user}@{self.address}",
+                command,
+            ],
+            check=check,
+            capture_output=True,
+            timeout=timeout,
+            input=input,
         )
 
     def sshd_log(self) -> str:
@@ -73,8 +93,17 @@ def up(fleet_size: int) -> None:
 
 def fleet() -> list[VM]:
     data = json.loads(FLEET_JSON.read_text())
-    return [VM(d["name"], d["address"], int(d["port"]), d["user"],
-               ROOT / d["privateKeyFile"], d["hostPublicKey"]) for d in data]
+    return [
+        VM(
+            d["name"],
+            d["address"],
+            int(d["port"]),
+            d["user"],
+            ROOT / d["privateKeyFile"],
+            d["hostPublicKey"],
+        )
+        for d in data
+    ]
 
 
 def fleet_ctl(*args: str) -> None:
@@ -85,8 +114,13 @@ def kubectl(*args: str, input: str | None = None) -> str:
     return run(["kubectl", *args], input=input).stdout
 
 
-def eventually(fn: Callable[[], T | None], *, timeout: float = 60, interval: float = 0.5,
-               what: str = "condition") -> T:
+def eventually(
+    fn: Callable[[], T | None],
+    *,
+    timeout: float = 60,
+    interval: float = 0.5,
+    what: str = "condition",
+) -> T:
     """Polls fn until it returns something truthy; bounded in time, says what it waited for."""
     deadline = time.monotonic() + timeout
     last: T | None = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import json
 import os
 import shutil
@@ -210,8 +211,9 @@ def start(names: list[str]) -> None:
         to_wait.append(name)
     deadline = time.monotonic() + BOOT_TIMEOUT
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(to_wait) or 1)) as ex:
-        results = dict(zip(to_wait, ex.map(
-            lambda n: wait_ssh((vm_dir(n) / "address").read_text().strip(), deadline), to_wait)))
+        answers = ex.map(
+            lambda n: wait_ssh((vm_dir(n) / "address").read_text().strip(), deadline), to_wait)
+        results = dict(zip(to_wait, answers, strict=True))
     failed = [n for n, ok in results.items() if not ok]
     if failed:
         raise SystemExit(f"[fleet] sshd did not answer within {BOOT_TIMEOUT:.0f}s on: "
@@ -224,10 +226,8 @@ def stop(name: str, *, remove: bool) -> None:
     for f in ("pid", "unshare.pid"):
         p = d / f
         if p.exists():
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(p.read_text()), signal.SIGKILL)
-            except (ValueError, ProcessLookupError):
-                pass
             p.unlink()
     # PID 1 dying takes the whole namespace (and its mounts) with it; wait for that.
     deadline = time.monotonic() + 10

@@ -10,6 +10,7 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from testbed import VM, eventually, fleet_ctl, kubectl
 
 pytestmark = pytest.mark.e2e
@@ -21,51 +22,78 @@ def apply(obj: dict[str, Any]) -> None:
 
 def ssh_secret(namespace: str, name: str, private_key: str) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/ssh-auth",
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/ssh-auth",
         "metadata": {"name": name, "namespace": namespace},
         "data": {"ssh-privatekey": base64.b64encode(private_key.encode()).decode()},
     }
 
 
-def target(namespace: str, name: str, vm: VM, *, secret: str = "fleet-ssh",
-           host_keys: list[str] | None = None) -> dict[str, Any]:
+def target(
+    namespace: str,
+    name: str,
+    vm: VM,
+    *,
+    secret: str = "fleet-ssh",
+    host_keys: list[str] | None = None,
+) -> dict[str, Any]:
     return {
-        "apiVersion": "vmgitops.io/v1alpha1", "kind": "VirtualMachineTarget",
+        "apiVersion": "vmgitops.io/v1alpha1",
+        "kind": "VirtualMachineTarget",
         "metadata": {"name": name, "namespace": namespace, "labels": {"env": "test"}},
         "spec": {
-            "address": vm.address, "port": vm.port, "user": vm.user,
+            "address": vm.address,
+            "port": vm.port,
+            "user": vm.user,
             "credentials": {"secretRef": {"name": secret}},
-            "hostKey": {"policy": "Pinned",
-                        "publicKeys": host_keys if host_keys is not None else [vm.host_public_key]},
+            "hostKey": {
+                "policy": "Pinned",
+                "publicKeys": host_keys if host_keys is not None else [vm.host_public_key],
+            },
         },
     }
 
 
 def get(namespace: str, name: str) -> dict[str, Any]:
     out: dict[str, Any] = json.loads(
-        kubectl("-n", namespace, "get", "virtualmachinetarget", name, "-o", "json"))
+        kubectl("-n", namespace, "get", "virtualmachinetarget", name, "-o", "json")
+    )
     return out
 
 
 def reachable(namespace: str, name: str) -> dict[str, Any] | None:
     obj = get(namespace, name)
     for c in obj.get("status", {}).get("conditions", []):
-        if c["type"] == "Reachable" and c.get("observedGeneration") == obj["metadata"]["generation"]:
+        if (
+            c["type"] == "Reachable"
+            and c.get("observedGeneration") == obj["metadata"]["generation"]
+        ):
             return c
     return None
 
 
 def reachable_with(namespace: str, name: str, status: str) -> dict[str, Any]:
     return eventually(
-        lambda: (c if (c := reachable(namespace, name)) and c["status"] == status else None),
-        timeout=90, what=f"{name} Reachable={status}")
+        lambda: c if (c := reachable(namespace, name)) and c["status"] == status else None,
+        timeout=90,
+        what=f"{name} Reachable={status}",
+    )
 
 
 def other_key() -> str:
     """A well-formed ed25519 host key that no VM has."""
     out = subprocess.run(
-        ["bash", "-c", "d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && "
-         "cut -d' ' -f1,2 $d/k.pub && rm -rf $d"], capture_output=True, text=True, check=True)
+        [
+            "bash",
+            "-c",
+            "d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && "
+            "cut -d' ' -f1,2 $d/k.pub && rm -rf $d",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip()
 
 
@@ -77,12 +105,14 @@ def journal_cursor(vm: VM) -> str:
 
 
 AUTH_WORDS = re.compile(
-    r"publickey|password|keyboard-interactive|Accepted|Failed|Invalid user|authenticating user")
+    r"publickey|password|keyboard-interactive|Accepted|Failed|Invalid user|authenticating user"
+)
 
 
 def sshd_lines_by_connection(vm: VM, cursor: str) -> dict[str, list[str]]:
-    out = vm.ssh(f"journalctl -u ssh.service --after-cursor='{cursor}' --no-pager -o short"
-                 ).stdout.decode()
+    out = vm.ssh(
+        f"journalctl -u ssh.service --after-cursor='{cursor}' --no-pager -o short"
+    ).stdout.decode()
     by_pid: dict[str, list[str]] = {}
     for line in out.splitlines():
         m = re.search(r"sshd\[(\d+)\]: (.*)", line)
@@ -91,8 +121,9 @@ def sshd_lines_by_connection(vm: VM, cursor: str) -> dict[str, list[str]]:
     return by_pid
 
 
-def test_targets_become_reachable_with_facts(namespace: str, operator: object,
-                                             fleet: list[VM]) -> None:
+def test_targets_become_reachable_with_facts(
+    namespace: str, operator: object, fleet: list[VM]
+) -> None:
     vms = fleet[:3]
     apply(ssh_secret(namespace, "fleet-ssh", vms[0].private_key))
     for vm in vms:
@@ -112,8 +143,9 @@ def test_targets_become_reachable_with_facts(namespace: str, operator: object,
     assert "True" in kubectl("-n", namespace, "get", "vmt")
 
 
-def test_wrong_host_key_is_refused_before_authentication(namespace: str, operator: object,
-                                                         fleet: list[VM]) -> None:
+def test_wrong_host_key_is_refused_before_authentication(
+    namespace: str, operator: object, fleet: list[VM]
+) -> None:
     vm = fleet[3]  # used by no other test in this module while it runs
     cursor = journal_cursor(vm)
     apply(ssh_secret(namespace, "fleet-ssh", vm.private_key))
@@ -127,8 +159,9 @@ def test_wrong_host_key_is_refused_before_authentication(namespace: str, operato
     ours = [pid for pid, lines in by_pid.items() if any("Accepted publickey" in x for x in lines)]
     assert len(ours) == 1, by_pid
     operator_conns = {pid: lines for pid, lines in by_pid.items() if pid not in ours}
-    assert any(any("Connection from" in x for x in lines) for lines in operator_conns.values()), \
+    assert any(any("Connection from" in x for x in lines) for lines in operator_conns.values()), (
         f"the operator never reached sshd: {by_pid}"
+    )
     for pid, lines in operator_conns.items():
         assert not [x for x in lines if AUTH_WORDS.search(x)], (pid, lines)
     # Never retried into success.
@@ -137,8 +170,9 @@ def test_wrong_host_key_is_refused_before_authentication(namespace: str, operato
     assert cond["reason"] == "HostKeyMismatch"
 
 
-def test_missing_secret_and_wrong_user_key(namespace: str, operator: object,
-                                           fleet: list[VM]) -> None:
+def test_missing_secret_and_wrong_user_key(
+    namespace: str, operator: object, fleet: list[VM]
+) -> None:
     vm = fleet[0]
     apply(target(namespace, "no-secret", vm, secret="absent"))
     cond = reachable_with(namespace, "no-secret", "False")
@@ -146,8 +180,15 @@ def test_missing_secret_and_wrong_user_key(namespace: str, operator: object,
     assert "absent" in cond["message"]
 
     stranger = subprocess.run(
-        ["bash", "-c", "d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && cat $d/k "
-         "&& rm -rf $d"], capture_output=True, text=True, check=True).stdout
+        [
+            "bash",
+            "-c",
+            "d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f $d/k && cat $d/k && rm -rf $d",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     apply(ssh_secret(namespace, "stranger-ssh", stranger))
     apply(target(namespace, "stranger", vm, secret="stranger-ssh"))
     cond = reachable_with(namespace, "stranger", "False")
@@ -155,8 +196,9 @@ def test_missing_secret_and_wrong_user_key(namespace: str, operator: object,
     assert "PRIVATE KEY" not in json.dumps(get(namespace, "stranger"))
 
 
-def test_stopped_vm_is_connection_refused(namespace: str, operator: object,
-                                          fleet: list[VM]) -> None:
+def test_stopped_vm_is_connection_refused(
+    namespace: str, operator: object, fleet: list[VM]
+) -> None:
     vm = fleet[3]
     apply(ssh_secret(namespace, "fleet-ssh", vm.private_key))
     apply(target(namespace, vm.name, vm))
@@ -167,9 +209,15 @@ def test_stopped_vm_is_connection_refused(namespace: str, operator: object,
         assert cond["reason"] in ("ConnectionRefused", "Timeout", "ConnectionLost"), cond
         # Once the pooled connection is gone the next probe says why precisely.
         cond = eventually(
-            lambda: (c if (c := reachable(namespace, vm.name)) and c["reason"] in
-                     ("ConnectionRefused", "Timeout") else None),
-            timeout=60, what="ConnectionRefused or Timeout")
+            lambda: (
+                c
+                if (c := reachable(namespace, vm.name))
+                and c["reason"] in ("ConnectionRefused", "Timeout")
+                else None
+            ),
+            timeout=60,
+            what="ConnectionRefused or Timeout",
+        )
     finally:
         fleet_ctl("start", vm.name)
     reachable_with(namespace, vm.name, "True")

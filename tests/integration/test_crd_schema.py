@@ -8,25 +8,35 @@ import subprocess
 from typing import Any
 
 import pytest
+
 from testbed import KUBECONFIG
 
 pytestmark = pytest.mark.integration
 
 GOOD_TARGET: dict[str, Any] = {
-    "apiVersion": "vmgitops.io/v1alpha1", "kind": "VirtualMachineTarget",
+    "apiVersion": "vmgitops.io/v1alpha1",
+    "kind": "VirtualMachineTarget",
     "metadata": {"name": "t"},
-    "spec": {"address": "127.0.10.1", "port": 22, "user": "root",
-             "credentials": {"secretRef": {"name": "fleet-ssh"}},
-             "hostKey": {"policy": "Pinned", "publicKeys": ["ssh-ed25519 AAAA"]}},
+    "spec": {
+        "address": "127.0.10.1",
+        "port": 22,
+        "user": "root",
+        "credentials": {"secretRef": {"name": "fleet-ssh"}},
+        "hostKey": {"policy": "Pinned", "publicKeys": ["ssh-ed25519 AAAA"]},
+    },
 }
 GOOD_APP: dict[str, Any] = {
-    "apiVersion": "vmgitops.io/v1alpha1", "kind": "VMApplication",
+    "apiVersion": "vmgitops.io/v1alpha1",
+    "kind": "VMApplication",
     "metadata": {"name": "a"},
-    "spec": {"source": {"repoURL": "git://127.0.0.1:9418/shop.git", "path": "apps/web"},
-             "destination": {"selector": {"matchLabels": {"env": "staging"}}}},
+    "spec": {
+        "source": {"repoURL": "git://127.0.0.1:9418/shop.git", "path": "apps/web"},
+        "destination": {"selector": {"matchLabels": {"env": "staging"}}},
+    },
 }
 GOOD_PROMO: dict[str, Any] = {
-    "apiVersion": "vmgitops.io/v1alpha1", "kind": "Promotion",
+    "apiVersion": "vmgitops.io/v1alpha1",
+    "kind": "Promotion",
     "metadata": {"name": "p"},
     "spec": {"from": {"name": "web-staging"}, "to": [{"name": "web-prod"}]},
 }
@@ -51,12 +61,17 @@ DELETE = object()
 def server_dry_run(namespace: str, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["kubectl", "-n", namespace, "create", "--dry-run=server", "-o", "name", "-f", "-"],
-        input=json.dumps(obj), text=True, capture_output=True, check=False,
-        env={"KUBECONFIG": str(KUBECONFIG), "PATH": "/usr/local/bin:/usr/bin:/bin"})
+        input=json.dumps(obj),
+        text=True,
+        capture_output=True,
+        check=False,
+        env={"KUBECONFIG": str(KUBECONFIG), "PATH": "/usr/local/bin:/usr/bin:/bin"},
+    )
 
 
-@pytest.mark.parametrize("obj", [GOOD_TARGET, GOOD_APP, GOOD_PROMO],
-                         ids=["target", "application", "promotion"])
+@pytest.mark.parametrize(
+    "obj", [GOOD_TARGET, GOOD_APP, GOOD_PROMO], ids=["target", "application", "promotion"]
+)
 def test_valid_objects_are_accepted(namespace: str, obj: dict[str, Any]) -> None:
     res = server_dry_run(namespace, obj)
     assert res.returncode == 0, res.stderr
@@ -68,29 +83,48 @@ BAD = [
     pytest.param(with_(GOOD_TARGET, "spec.port", "ssh"), "spec.port", id="port-not-a-number"),
     pytest.param(with_(GOOD_TARGET, "spec.address", ""), "spec.address", id="empty-address"),
     pytest.param(with_(GOOD_TARGET, "spec.address", DELETE), "spec.address", id="no-address"),
-    pytest.param(with_(GOOD_TARGET, "spec.address", "a b"), "spec.address",
-                 id="address-with-space"),
-    pytest.param(with_(GOOD_TARGET, "spec.hostKey.policy", "TrustEveryone"),
-                 "spec.hostKey.policy", id="unknown-host-key-policy"),
-    pytest.param(with_(GOOD_TARGET, "spec.become", {"method": "su"}), "spec.become.method",
-                 id="unknown-become-method"),
-    pytest.param(with_(GOOD_TARGET, "spec.hostKey", {"policy": "CertificateAuthority"}),
-                 "caPublicKeys", id="ca-policy-without-ca-keys"),
-    pytest.param(with_(GOOD_APP, "spec.source.repoURL", ""), "spec.source.repoURL",
-                 id="empty-repo-url"),
-    pytest.param(with_(GOOD_APP, "spec.strategy", {"type": "Blue"}), "spec.strategy.type",
-                 id="unknown-strategy"),
-    pytest.param(with_(GOOD_APP, "spec.managementPolicy", "Sometimes"),
-                 "spec.managementPolicy", id="unknown-management-policy"),
-    pytest.param(with_(GOOD_APP, "spec.refreshInterval", "often"), "spec.refreshInterval",
-                 id="bad-duration"),
+    pytest.param(
+        with_(GOOD_TARGET, "spec.address", "a b"), "spec.address", id="address-with-space"
+    ),
+    pytest.param(
+        with_(GOOD_TARGET, "spec.hostKey.policy", "TrustEveryone"),
+        "spec.hostKey.policy",
+        id="unknown-host-key-policy",
+    ),
+    pytest.param(
+        with_(GOOD_TARGET, "spec.become", {"method": "su"}),
+        "spec.become.method",
+        id="unknown-become-method",
+    ),
+    pytest.param(
+        with_(GOOD_TARGET, "spec.hostKey", {"policy": "CertificateAuthority"}),
+        "caPublicKeys",
+        id="ca-policy-without-ca-keys",
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.source.repoURL", ""), "spec.source.repoURL", id="empty-repo-url"
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.strategy", {"type": "Blue"}),
+        "spec.strategy.type",
+        id="unknown-strategy",
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.managementPolicy", "Sometimes"),
+        "spec.managementPolicy",
+        id="unknown-management-policy",
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.refreshInterval", "often"), "spec.refreshInterval", id="bad-duration"
+    ),
     pytest.param(with_(GOOD_PROMO, "spec.to", []), "spec.to", id="promotion-without-destination"),
 ]
 
 
 @pytest.mark.parametrize(("obj", "field"), BAD)
-def test_garbage_is_refused_with_the_field_named(namespace: str, obj: dict[str, Any],
-                                                 field: str) -> None:
+def test_garbage_is_refused_with_the_field_named(
+    namespace: str, obj: dict[str, Any], field: str
+) -> None:
     res = server_dry_run(namespace, obj)
     assert res.returncode != 0, f"accepted: {json.dumps(obj)}"
     assert field in res.stderr, res.stderr

@@ -10,6 +10,9 @@ from vmgitops.cli import cmd_run
 
 Command = Callable[[argparse.Namespace], int]
 
+#: Each module registers its sub-parser with `register(subparsers)`.
+COMMANDS = (cmd_run,)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -17,27 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="GitOps for plain virtual machines: the operator and its command line.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cmd_run.register(sub)
-    for register in _optional_commands():
-        register(sub)
+    for module in COMMANDS:
+        module.register(sub)
     return parser
-
-
-def _optional_commands() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    """Commands whose modules exist; each registers its own sub-parser."""
-    import importlib
-
-    found = []
-    for name in ("cmd_render", "cmd_import", "cmd_status", "cmd_diff", "cmd_sync",
-                 "cmd_rollback", "cmd_promote", "cmd_approve"):
-        try:
-            module = importlib.import_module(f"vmgitops.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"vmgitops.cli.{name}":
-                raise
-            continue
-        found.append(module.register)
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,12 @@ from typing import Any
 from vmgitops.facts.records import MalformedOutput
 from vmgitops.facts.system import parse_system_facts, system_probe_argv
 from vmgitops.reconcile.target_status import CONNECTED, ProbeOutcome
-from vmgitops.transport.config import MAX_BASTION_DEPTH, ConnectionConfig, Timeouts, build_connection_config
+from vmgitops.transport.config import (
+    MAX_BASTION_DEPTH,
+    ConnectionConfig,
+    Timeouts,
+    build_connection_config,
+)
 from vmgitops.transport.errors import CredentialsMissing, TransportError
 from vmgitops.transport.keys import KeyCache
 from vmgitops.transport.pool import ConnectionPool
@@ -55,13 +60,26 @@ def connection_config(
         bastion_body = targets(namespace, bastion_name)
         if bastion_body is None:
             raise TransportError(
-                f"bastion VirtualMachineTarget {namespace}/{bastion_name} does not exist")
-        bastion = connection_config(bastion_body, secrets=secrets, targets=targets,
-                                    key_cache=key_cache, timeouts=timeouts, depth=depth + 1)
+                f"bastion VirtualMachineTarget {namespace}/{bastion_name} does not exist"
+            )
+        bastion = connection_config(
+            bastion_body,
+            secrets=secrets,
+            targets=targets,
+            key_cache=key_cache,
+            timeouts=timeouts,
+            depth=depth + 1,
+        )
     recorded = str((body.get("status") or {}).get("hostKeyFingerprint") or "") or None
     return build_connection_config(
-        spec, namespace=namespace, name=name, secret=secret, key_cache=key_cache,
-        recorded_fingerprint=recorded, bastion=bastion, timeouts=timeouts,
+        spec,
+        namespace=namespace,
+        name=name,
+        secret=secret,
+        key_cache=key_cache,
+        recorded_fingerprint=recorded,
+        bastion=bastion,
+        timeouts=timeouts,
     )
 
 
@@ -76,17 +94,24 @@ async def probe(
 ) -> ProbeOutcome:
     """Connect (or reuse the connection) and read the system facts; never raises."""
     try:
-        config = connection_config(body, secrets=secrets, targets=targets,
-                                   key_cache=key_cache, timeouts=timeouts)
+        config = connection_config(
+            body, secrets=secrets, targets=targets, key_cache=key_cache, timeouts=timeouts
+        )
         runner = await pool.connect(config)
         result = await runner.run(system_probe_argv(), timeout=timeouts.command)
         if not result.ok:
-            return ProbeOutcome(False, "FactsFailed",
-                                f"{config.where}: the facts probe exited {result.exit_status}")
+            return ProbeOutcome(
+                False, "FactsFailed", f"{config.where}: the facts probe exited {result.exit_status}"
+            )
         facts = parse_system_facts(result.stdout)
         fingerprint = runner.learned_fingerprint or runner.host_key_fingerprint
-        return ProbeOutcome(True, CONNECTED, f"connected to {config.where}",
-                            facts=facts.to_status(), fingerprint=fingerprint)
+        return ProbeOutcome(
+            True,
+            CONNECTED,
+            f"connected to {config.where}",
+            facts=facts.to_status(),
+            fingerprint=fingerprint,
+        )
     except TransportError as exc:
         return ProbeOutcome(False, exc.reason, exc.message)
     except MalformedOutput as exc:

@@ -13,8 +13,8 @@ from typing import Any
 
 from vmgitops.api.base import format_time
 from vmgitops.api.conditions import (
-    READY,
     REACHABLE,
+    READY,
     Condition,
     ConditionStatus,
     find_condition,
@@ -93,9 +93,13 @@ def next_status(
             desired["hostKeyFingerprint"] = outcome.fingerprint
     current_reachable = find_condition(conditions, REACHABLE)
     if paused:
-        ready = Condition(type=READY, status=ConditionStatus.FALSE, reason=PAUSED,
-                          message="spec.paused is true: the target is not probed nor changed",
-                          observed_generation=generation)
+        ready = Condition(
+            type=READY,
+            status=ConditionStatus.FALSE,
+            reason=PAUSED,
+            message="spec.paused is true: the target is not probed nor changed",
+            observed_generation=generation,
+        )
     elif current_reachable is not None:
         ready = current_reachable.model_copy(update={"type": READY, "last_transition_time": None})
     else:
@@ -115,7 +119,8 @@ def next_status(
     transition = None
     before = find_condition(old_conditions, REACHABLE)
     if outcome is not None and (
-        before is None or before.status != current_reachable.status  # type: ignore[union-attr]
+        before is None
+        or before.status != current_reachable.status  # type: ignore[union-attr]
         or before.reason != outcome.reason
     ):
         transition = Transition(

@@ -8,39 +8,78 @@ import pytest
 from vmgitops.reconcile.target_status import ProbeOutcome, next_status
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-OK = ProbeOutcome(True, "Connected", "connected to 127.0.10.1:22",
-                  facts={"hostname": "vm1"}, fingerprint="SHA256:abc")
+OK = ProbeOutcome(
+    True,
+    "Connected",
+    "connected to 127.0.10.1:22",
+    facts={"hostname": "vm1"},
+    fingerprint="SHA256:abc",
+)
 REFUSED = ProbeOutcome(False, "ConnectionRefused", "127.0.10.1:22 refused the connection")
 
 
 def settled(outcome: ProbeOutcome, generation: int = 1, at: datetime = NOW) -> dict[str, Any]:
     """The status as it stands after `outcome` was written."""
-    return next_status({}, outcome, generation=generation, now=at, paused=False,
-                       refresh_after=300).patch
+    return next_status(
+        {}, outcome, generation=generation, now=at, paused=False, refresh_after=300
+    ).patch
 
 
 CASES = [
-    pytest.param({}, OK, 1, NOW,
-                 {"conditions", "facts", "hostKeyFingerprint", "observedGeneration",
-                  "lastProbeTime"}, "Connected", id="first-probe-writes-everything"),
-    pytest.param(settled(OK), OK, 1, NOW + timedelta(seconds=60), set(), None,
-                 id="same-state-writes-nothing"),
-    pytest.param(settled(OK), OK, 1, NOW + timedelta(seconds=301), {"lastProbeTime"}, None,
-                 id="quiet-target-refreshes-probe-time-rarely"),
-    pytest.param(settled(OK), REFUSED, 1, NOW + timedelta(seconds=60),
-                 {"conditions", "lastProbeTime"}, "ConnectionRefused",
-                 id="becoming-unreachable-is-a-transition"),
-    pytest.param(settled(OK), OK, 2, NOW + timedelta(seconds=60),
-                 {"conditions", "observedGeneration", "lastProbeTime"}, None,
-                 id="new-generation-is-recorded"),
+    pytest.param(
+        {},
+        OK,
+        1,
+        NOW,
+        {"conditions", "facts", "hostKeyFingerprint", "observedGeneration", "lastProbeTime"},
+        "Connected",
+        id="first-probe-writes-everything",
+    ),
+    pytest.param(
+        settled(OK), OK, 1, NOW + timedelta(seconds=60), set(), None, id="same-state-writes-nothing"
+    ),
+    pytest.param(
+        settled(OK),
+        OK,
+        1,
+        NOW + timedelta(seconds=301),
+        {"lastProbeTime"},
+        None,
+        id="quiet-target-refreshes-probe-time-rarely",
+    ),
+    pytest.param(
+        settled(OK),
+        REFUSED,
+        1,
+        NOW + timedelta(seconds=60),
+        {"conditions", "lastProbeTime"},
+        "ConnectionRefused",
+        id="becoming-unreachable-is-a-transition",
+    ),
+    pytest.param(
+        settled(OK),
+        OK,
+        2,
+        NOW + timedelta(seconds=60),
+        {"conditions", "observedGeneration", "lastProbeTime"},
+        None,
+        id="new-generation-is-recorded",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("status", "outcome", "generation", "now", "keys", "event"), CASES)
-def test_next_status(status: dict[str, Any], outcome: ProbeOutcome, generation: int,
-                     now: datetime, keys: set[str], event: str | None) -> None:
-    update = next_status(status, outcome, generation=generation, now=now, paused=False,
-                         refresh_after=300)
+def test_next_status(
+    status: dict[str, Any],
+    outcome: ProbeOutcome,
+    generation: int,
+    now: datetime,
+    keys: set[str],
+    event: str | None,
+) -> None:
+    update = next_status(
+        status, outcome, generation=generation, now=now, paused=False, refresh_after=300
+    )
     assert set(update.patch) == keys
     assert (update.transition.reason if update.transition else None) == event
 
@@ -49,22 +88,25 @@ def test_transition_time_kept_when_only_the_reason_changes() -> None:
     first = settled(REFUSED)
     later = NOW + timedelta(seconds=90)
     timeout = ProbeOutcome(False, "Timeout", "no answer")
-    patch = next_status(first, timeout, generation=1, now=later, paused=False,
-                        refresh_after=300).patch
+    patch = next_status(
+        first, timeout, generation=1, now=later, paused=False, refresh_after=300
+    ).patch
     reachable = next(c for c in patch["conditions"] if c["type"] == "Reachable")
     assert reachable["reason"] == "Timeout"
     assert reachable["lastTransitionTime"] == "2026-11-26T12:00:00Z"
 
 
 def test_paused_target_is_not_ready() -> None:
-    patch = next_status(settled(OK), None, generation=2, now=NOW, paused=True,
-                        refresh_after=300).patch
+    patch = next_status(
+        settled(OK), None, generation=2, now=NOW, paused=True, refresh_after=300
+    ).patch
     ready = next(c for c in patch["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", "Paused")
     assert "lastProbeTime" not in patch
 
 
 def test_unreachable_keeps_last_known_facts_and_fingerprint() -> None:
-    patch = next_status(settled(OK), REFUSED, generation=1, now=NOW, paused=False,
-                        refresh_after=300).patch
+    patch = next_status(
+        settled(OK), REFUSED, generation=1, now=NOW, paused=False, refresh_after=300
+    ).patch
     assert "facts" not in patch and "hostKeyFingerprint" not in patch
