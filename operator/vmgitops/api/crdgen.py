@@ -121,7 +121,7 @@ SOURCES: tuple[CrdSource, ...] = (
         PromotionPipelineSpec,
         PromotionPipelineStatus,
         (
-            _column("Stages", ".spec.stages[*].name"),
+            _column("Stages", ".status.summary"),
             _column("Held", ".status.holds", "integer"),
             _column("Ready", _condition("Ready")),
             AGE,

@@ -98,6 +98,9 @@ class PromotionPipelineStatus(ObservedStatus):
     )
     holds: NonNegativeInt = 0
     """How many stages are held right now."""
+    summary: str = ""
+    """One line for kubectl get: each stage's name and short revision, in order, for
+    example "web-staging@3f2a1c9 > web-prod@9b8e7d6 (held)"."""
 
 
 class PromotionPipeline(ApiModel):
