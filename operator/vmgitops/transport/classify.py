@@ -54,11 +54,7 @@ def connect_error(
             f"{where}: the server refused our key (publickey authentication failed)"
         )
     if isinstance(exc, asyncssh.ChannelOpenError):
-        # Only through a bastion: it could not open the TCP connection to the target.
-        reason = clean(exc.reason)
-        if "refused" in reason.lower():
-            return ConnectionRefused(f"{where}: connection refused (via bastion)")
-        return TransportError(f"{where}: the bastion could not open a tunnel: {reason}")
+        return _tunnel_error(exc, where)
     if isinstance(exc, asyncssh.ConnectionLost):
         return ConnectionLost(f"{where}: connection closed during the SSH handshake")
     if isinstance(exc, asyncssh.DisconnectError):
@@ -79,6 +75,23 @@ def connect_error(
             return ConnectionLost(f"{where}: connection reset during the SSH handshake")
         return TransportError(f"{where}: {clean(exc.strerror or exc)}")
     return TransportError(f"{where}: SSH connect failed ({type(exc).__name__}: {clean(exc)})")
+
+
+def _tunnel_error(exc: asyncssh.ChannelOpenError, where: str) -> TransportError:
+    """The bastion could not open the TCP connection to the target (direct-tcpip)."""
+    reason = clean(exc.reason)
+    text = reason.lower()
+    if exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED:
+        return TransportError(
+            f"{where}: the bastion does not allow TCP forwarding (sshd AllowTcpForwarding)"
+        )
+    if "refused" in text or f"errno {errno.ECONNREFUSED}]" in text:
+        return ConnectionRefused(f"{where}: connection refused (seen from the bastion)")
+    if "timed out" in text or f"errno {errno.ETIMEDOUT}]" in text:
+        return Timeout(f"{where}: TCP connect from the bastion timed out")
+    if "unreachable" in text or "name or service not known" in text:
+        return HostUnreachable(f"{where}: unreachable from the bastion ({reason})")
+    return TransportError(f"{where}: the bastion could not open a tunnel ({reason})")
 
 
 def run_error(exc: BaseException, *, where: str) -> TransportError:
