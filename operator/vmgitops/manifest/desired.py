@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from vmgitops.manifest.vmpaths import unit_path
@@ -30,7 +30,7 @@ def digest_of(value: Any) -> str:
 @dataclass(frozen=True)
 class DesiredFile:
     path: str
-    content: bytes
+    content: bytes = field(repr=False)
     sha256: str
     mode: int
     owner: str | None = None
@@ -57,7 +57,7 @@ class DesiredService:
     """A unit; `restart_digest` summarises what a restart must follow (unit and files)."""
 
     name: str
-    unit: bytes | None = None
+    unit: bytes | None = field(default=None, repr=False)
     enabled: bool | None = None
     state: Literal["running", "stopped"] | None = None
     restart_on_change: tuple[str, ...] = ()
@@ -76,7 +76,7 @@ class DesiredService:
 class ReleaseFile:
     path: str
     mode: int
-    content: bytes
+    content: bytes = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -86,9 +86,9 @@ class DesiredRelease:
     path: str
     revision: str
     keep: int
-    files: tuple[ReleaseFile, ...]
-    directories: tuple[str, ...]
-    digest: str
+    files: tuple[ReleaseFile, ...] = field(repr=False)
+    directories: tuple[str, ...] = field(repr=False)
+    digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ class LoadedApp:
 
     folder: Path
     manifest: Manifest
-    sources: Mapping[str, bytes] = field(default_factory=dict)
-    release_files: tuple[ReleaseFile, ...] = ()
+    sources: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    release_files: tuple[ReleaseFile, ...] = field(default=(), repr=False)
     release_directories: tuple[str, ...] = ()
     release_digest: str | None = None
     limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,21 @@
+"""Pure planning: desired state versus observed state -> ordered steps; health vocabulary.
+
+Imports nothing that does I/O. Entry point: `compute_plan(desired, observed, prune=...)`.
+"""
+
+from vmgitops.plan.compute import compute_plan
+from vmgitops.plan.health import Health, SyncStatus, is_worse, worst
+from vmgitops.plan.plan import Plan, PlanIssue
+from vmgitops.plan.steps import Step, StepKind
+
+__all__ = [
+    "Health",
+    "Plan",
+    "PlanIssue",
+    "Step",
+    "StepKind",
+    "SyncStatus",
+    "compute_plan",
+    "is_worse",
+    "worst",
+]
