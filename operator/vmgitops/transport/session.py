@@ -144,7 +144,11 @@ class SSHRunner:
             raise Timeout(f"{where}: command did not finish within {deadline:g}s") from None
         except Exception as exc:
             error = run_error(exc, where=where)
-            if isinstance(error, ConnectionLost) or live.closed:
+            if live.closed or live.conn.is_closed():
+                # Whatever the symptom (a refused channel, a broken pipe), the cause is
+                # the connection: report that, and let the next caller reconnect.
+                error = ConnectionLost(f"{where}: connection lost while running a command")
+            if isinstance(error, ConnectionLost):
                 self.pool.connection_broken(live)
             raise error from exc
         finally:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from transport_fakes import FAST, Keys, StartServer, closed_port, config_for
+from transport_fakes import FAST, FreezableProxy, Keys, StartServer, closed_port, config_for
 
 from vmgitops.transport import (
     AuthenticationFailed,
@@ -311,3 +311,39 @@ async def test_closed_pool_refuses_work(pool: ConnectionPool, keys: Keys) -> Non
 
 def test_fast_timeouts_are_sane() -> None:
     assert FAST.connect < Timeouts().connect
+
+
+async def test_keepalive_detects_a_hung_peer(
+    sshd: StartServer, pool: ConnectionPool, keys: Keys
+) -> None:
+    server = await sshd()
+    proxy = await FreezableProxy(server.port).start()
+    try:
+        timeouts = dataclasses.replace(FAST, keepalive_interval=0.2, keepalive_count_max=2)
+        runner = pool.runner(config_for(proxy.port, keys, timeouts=timeouts))
+        assert (await runner.run(["true"])).ok
+        proxy.frozen = True
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost):
+            await runner.run(["sleep", "30"], timeout=20)
+        assert time.monotonic() - started < 5
+        assert pool.open_connections == 0
+        proxy.frozen = False
+        assert (await runner.run(["true"])).ok
+        assert server.log.connections == 2
+    finally:
+        await proxy.stop()
+
+
+async def test_losing_the_bastion_drops_the_targets_behind_it(
+    sshd: StartServer, pool: ConnectionPool, keys: Keys
+) -> None:
+    jump = await sshd(allow_tunnels=True)
+    target = await sshd()
+    config = config_for(target, keys, bastion=config_for(jump, keys, target="ns/jump"))
+    await pool.runner(config).run(["true"])
+    assert pool.open_connections == 2
+    jump.disconnect_all()
+    await eventually(lambda: pool.open_connections == 0)
+    assert (await pool.runner(config).run(["true"])).ok
+    assert (jump.log.connections, target.log.connections) == (2, 2)
