@@ -1,0 +1,150 @@
+"""All Kubernetes API calls that do not go through kopf's own watches.
+
+One small async facade over the official client (run in worker threads), so that the
+reconcile logic depends on four verbs, not on a client library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from vmgitops.api.meta import GROUP, VERSION, KindInfo
+
+
+class NotFound(Exception):
+    """The object does not exist."""
+
+
+class Conflict(Exception):
+    """The object changed under us (resourceVersion mismatch) or already exists."""
+
+
+def load_api_client(kubeconfig: str | None = None) -> client.ApiClient:
+    """In-cluster configuration inside a pod; otherwise KUBECONFIG or the given file."""
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return client.ApiClient()
+    cfg = client.Configuration()
+    config.load_kube_config(  # type: ignore[no-untyped-call]
+        config_file=kubeconfig, client_configuration=cfg
+    )
+    return client.ApiClient(cfg)
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Runs a blocking client call in a worker thread; results are plain JSON dicts."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def _wrap(exc: ApiException, what: str) -> Exception:
+    if exc.status == 404:
+        return NotFound(f"{what} not found")
+    if exc.status == 409:
+        return Conflict(f"{what}: conflict ({exc.reason})")
+    return exc
+
+
+class Kube:
+    """The handful of API verbs vmgitops needs beyond kopf's watches."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api_client = api_client or load_api_client()
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+
+    async def get(self, kind: KindInfo, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            obj: dict[str, Any] = await _call(
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                kind.plural,
+                name,
+            )
+        except ApiException as exc:
+            raise _wrap(exc, f"{kind.kind} {namespace}/{name}") from None
+        return obj
+
+    async def list(
+        self, kind: KindInfo, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        kw: dict[str, Any] = {}
+        if label_selector:
+            kw["label_selector"] = label_selector
+        if namespace:
+            res = await _call(
+                self.custom.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                kind.plural,
+                **kw,
+            )
+        else:
+            res = await _call(
+                self.custom.list_cluster_custom_object, GROUP, VERSION, kind.plural, **kw
+            )
+        items: list[dict[str, Any]] = res.get("items", [])
+        return items
+
+    async def patch(
+        self, kind: KindInfo, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch of the object (metadata and spec)."""
+        try:
+            obj: dict[str, Any] = await _call(
+                self.custom.patch_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                kind.plural,
+                name,
+                dict(patch),
+            )
+        except ApiException as exc:
+            raise _wrap(exc, f"{kind.kind} {namespace}/{name}") from None
+        return obj
+
+    async def patch_status(
+        self, kind: KindInfo, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """JSON merge patch of the status subresource."""
+        try:
+            obj: dict[str, Any] = await _call(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                kind.plural,
+                name,
+                {"status": dict(status)},
+            )
+        except ApiException as exc:
+            raise _wrap(exc, f"{kind.kind} {namespace}/{name} status") from None
+        return obj
+
+    async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            secret = await _call(self.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        meta = secret.metadata
+        return {
+            "type": secret.type,
+            "data": dict(secret.data or {}),
+            "metadata": {
+                "uid": meta.uid if meta else None,
+                "namespace": namespace,
+                "name": name,
+                "resourceVersion": meta.resource_version if meta else None,
+            },
+        }
