@@ -41,8 +41,9 @@ def connect_error(
     where: str,
     timeout: float,
     check: HostKeyCheck | None = None,
+    client_key: str | None = None,
 ) -> TransportError:
-    """Why `asyncssh.connect` to `where` failed."""
+    """Why `asyncssh.connect` to `where` failed; `client_key` is our key's fingerprint."""
     if isinstance(exc, TransportError):
         return exc
     if isinstance(exc, asyncssh.HostKeyNotVerifiable):
@@ -50,8 +51,10 @@ def connect_error(
             return check.mismatch(clean(exc.reason), prefix=f"{where}: ")
         return HostKeyMismatch(f"{where}: host key not verifiable ({clean(exc.reason)})")
     if isinstance(exc, asyncssh.PermissionDenied):
+        key = f" {client_key}" if client_key else ""
         return AuthenticationFailed(
-            f"{where}: the server refused our key (publickey authentication failed)"
+            f"{where}: the server refused our key{key} (publickey authentication failed); "
+            "check the user's authorized_keys"
         )
     if isinstance(exc, asyncssh.ChannelOpenError):
         return _tunnel_error(exc, where)

@@ -276,31 +276,36 @@ class ConnectionPool:
 
     @contextlib.asynccontextmanager
     async def lease(self, config: ConnectionConfig) -> AsyncIterator[_Live]:
-        """A connection with one of its channel slots held, within the global budget."""
-        async with self._commands:
-            self.stats.commands_started += 1
-            self.stats.commands_in_flight += 1
-            self.stats.max_commands_in_flight = max(
-                self.stats.max_commands_in_flight, self.stats.commands_in_flight
-            )
-            try:
-                for _attempt in range(3):
-                    live = await self._live(config)
-                    async with live.channels:
-                        if live.closed:  # it died while we queued for a channel
-                            continue
-                        live.active += 1
-                        try:
-                            yield live
-                        finally:
-                            live.active -= 1
-                            live.last_used = time.monotonic()
-                            if live.retired and live.active == 0:
-                                self._close(live, "config changed")
-                        return
-                raise ConnectionLost(f"{config.where}: connection kept closing before use")
-            finally:
-                self.stats.commands_in_flight -= 1
+        """A connection with one of its channel slots held, within the global budget.
+
+        Order matters: connect first (bounded by `max_connects`, so unreachable targets
+        hold no command slot while they time out), then a channel of this connection,
+        then a global slot (so a busy target queues on its own channels, not on the
+        budget everyone shares).
+        """
+        for _attempt in range(3):
+            live = await self._live(config)
+            async with live.channels:
+                if live.closed:  # it died while we queued for a channel
+                    continue
+                async with self._commands:
+                    stats = self.stats
+                    stats.commands_started += 1
+                    stats.commands_in_flight += 1
+                    stats.max_commands_in_flight = max(
+                        stats.max_commands_in_flight, stats.commands_in_flight
+                    )
+                    live.active += 1
+                    try:
+                        yield live
+                    finally:
+                        live.active -= 1
+                        stats.commands_in_flight -= 1
+                        live.last_used = time.monotonic()
+                        if live.retired and live.active == 0:
+                            self._close(live, "config changed")
+                return
+        raise ConnectionLost(f"{config.where}: connection kept closing before use")
 
     def connection_broken(self, live: _Live) -> None:
         """A command saw the connection die: stop handing it out."""

@@ -46,6 +46,7 @@ async def test_wrong_client_key_is_authentication_failed(
         await pool.connect(config)
     assert server.log.offered_keys == [fingerprint(keys.client_other)]
     assert "deploy@127.0.0.1" in caught.value.message
+    assert fingerprint(keys.client_other) in caught.value.message  # public; helps debugging
     # Not hammered: the next call replays the failure during the (long) backoff.
     with pytest.raises(AuthenticationFailed) as again:
         await pool.connect(config)
