@@ -31,8 +31,8 @@ def digest_of(value: Any) -> str:
 class DesiredFile:
     path: str
     content: bytes = field(repr=False)
-    sha256: str
-    mode: int
+    sha256: str = field(repr=False)
+    mode: int = 0o644
     owner: str | None = None
     group: str | None = None
     sensitive: bool = False

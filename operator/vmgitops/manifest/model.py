@@ -169,7 +169,14 @@ class HealthCheckSpec(_Spec):
 
 
 class Manifest(_Spec):
-    """The whole of vmapp.yaml; every list defaults to empty."""
+    """The whole of vmapp.yaml; every list defaults to empty (also when written empty)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_is_absent(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
 
     files: list[FileSpec] = Field(default_factory=list)
     directories: list[DirectorySpec] = Field(default_factory=list)

@@ -14,12 +14,13 @@ from vmgitops.facts.observed import ObservedState, PathState
 from vmgitops.manifest.desired import DesiredState
 from vmgitops.manifest.vmpaths import format_mode, unit_path
 from vmgitops.plan import lifecycle
-from vmgitops.plan.diff import content_diff, field_diff, unified
+from vmgitops.plan.diff import content_diff, field_diff
 from vmgitops.plan.inventory import (
     Inventory,
     InventoryUnreadable,
     ReleaseInventory,
     ReleaseRecord,
+    inventory_changes,
     parse_inventory,
 )
 from vmgitops.plan.plan import (
@@ -53,7 +54,9 @@ def compute_plan(desired: DesiredState, observed: ObservedState, *, prune: bool)
     try:
         w.old = parse_inventory(observed.inventory)
     except InventoryUnreadable as exc:
+        # Without the inventory, prune and release history cannot be trusted: stop here.
         w.issue(INVENTORY_UNREADABLE, f"{exc}; fix or remove it, then sync again")
+        return Plan(issues=tuple(w.issues))
     body: list[Step] = []
     body += _packages(w)
     body += _directories(w)
@@ -70,7 +73,7 @@ def compute_plan(desired: DesiredState, observed: ObservedState, *, prune: bool)
         steps.append(WriteInventory(intent.to_bytes(), final=False))
     steps += body
     if final.to_json() != w.old.to_json():
-        changes = unified("/inventory.json", w.old.to_bytes().decode(), final.to_bytes().decode())
+        changes = inventory_changes(w.old, final)
         steps.append(WriteInventory(final.to_bytes(), final=True, changes=changes))
     return Plan(tuple(steps), tuple(w.issues), tuple(w.orphans))
 
@@ -228,10 +231,11 @@ def _units(w: Work) -> list[Step]:
             w.changed_units.add(s.name)
             text = content_diff(s.unit_path, o.content, s.unit, old_exists=o.kind == "file")
             steps.append(WriteUnit(s.name, s.unit_path, s.unit, (s.name,), text))
+    declared = {s.name for s in w.desired.services}
     for name in sorted(w.old.units - managed):
         if w.prune:
             w.changed_units.add(name)
-            steps.append(PruneUnit(name, unit_path(name)))
+            steps.append(PruneUnit(name, unit_path(name), stop=name not in declared))
         else:
             w.orphans.append(f"unit {name}")
             w.final_units.add(name)

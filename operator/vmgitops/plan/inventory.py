@@ -95,6 +95,26 @@ class Inventory:
         )
 
 
+def inventory_changes(old: Inventory, new: Inventory) -> str:
+    """'+ file /etc/x' / '- package curl' lines: what the inventory gains and loses."""
+    lines = []
+    pairs = [
+        ("file", old.files, new.files),
+        ("directory", old.directories, new.directories),
+        ("unit", old.units, new.units),
+        ("package", old.packages, new.packages),
+        (
+            "release",
+            {f"{r.path}/releases/{x.id}" for r in old.releases for x in r.releases},
+            {f"{r.path}/releases/{x.id}" for r in new.releases for x in r.releases},
+        ),
+    ]
+    for label, before, after in pairs:
+        lines += [f"- {label} {x}\n" for x in sorted(before - after)]
+        lines += [f"+ {label} {x}\n" for x in sorted(after - before)]
+    return "".join(lines)
+
+
 def parse_inventory(raw: bytes | None) -> Inventory:
     """inventory.json -> Inventory; None (no file yet) is the empty inventory."""
     if raw is None:

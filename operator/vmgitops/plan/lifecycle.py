@@ -168,6 +168,8 @@ def _restart_reasons(w: Work, name: str, refs: tuple[str, ...], digest: str | No
         reasons.append(f"{', '.join(changed)} changed")
     if RELEASE in refs and w.release_switched:
         reasons.append("release switched")
-    if not reasons and digest is not None and _marker(w, RESTART + name) != digest:
-        reasons.append("not restarted since its inputs last changed")
+    if not reasons and digest is not None and _marker(w, RESTART + name) is None:
+        # The executor deletes this marker before writing an input of the unit: a
+        # missing marker is a write whose restart did not happen (or a first apply).
+        reasons.append("no restart recorded since its inputs were written")
     return reasons

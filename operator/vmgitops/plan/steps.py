@@ -132,8 +132,8 @@ class WriteFile(Step):
     kind = StepKind.WRITE_FILE
     path: str
     content: bytes = field(repr=False)
-    sha256: str
-    mode: int
+    sha256: str = field(repr=False)
+    mode: int = 0o644
     owner: str | None = None
     group: str | None = None
     sensitive: bool = False
@@ -177,18 +177,21 @@ class WriteUnit(Step):
 
 @dataclass(frozen=True)
 class PruneUnit(Step):
-    """Stop and disable the unit, then remove its unit file (a DaemonReload follows)."""
+    """Remove a unit file vmgitops wrote (a DaemonReload follows); when the service left
+    the manifest altogether (`stop`), stop and disable it first."""
 
     kind = StepKind.PRUNE_UNIT
     name: str
     path: str
+    stop: bool = True
 
     @property
     def subject(self) -> str:
         return self.name
 
     def describe(self) -> str:
-        return f"stop, disable and remove unit {self.path}"
+        verb = "stop, disable and remove" if self.stop else "remove"
+        return f"{verb} unit file {self.path}"
 
 
 @dataclass(frozen=True)
