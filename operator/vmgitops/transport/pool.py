@@ -417,7 +417,13 @@ class ConnectionPool:
                     keepalive_count_max=timeouts.keepalive_count_max,
                 )
         except Exception as exc:
-            failure = connect_error(exc, where=config.where, timeout=timeouts.connect, check=client)
+            failure = connect_error(
+                exc,
+                where=config.where,
+                timeout=timeouts.connect,
+                check=client,
+                client_key=fingerprint(config.key),
+            )
             self._failed(entry, failure)
             raise failure from exc
         seconds = time.monotonic() - started
