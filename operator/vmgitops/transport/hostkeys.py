@@ -150,8 +150,13 @@ class Pinned(HostKeyPolicy):
     def server_host_key_algs(self) -> list[str]:
         algs: list[str] = []
         for key in self.public_keys:
-            offered = {alg.decode() for alg in key.sig_algorithms}
-            algs.extend(alg for alg in PLAIN_HOST_KEY_ALGS if alg in offered and alg not in algs)
+            own = [alg.decode() for alg in key.sig_algorithms]
+            # Our preferred order first; then types we do not offer by default (security
+            # key host keys, say), which the user asked for by pinning such a key; never
+            # SHA-1 RSA signatures.
+            ordered = [alg for alg in PLAIN_HOST_KEY_ALGS if alg in own]
+            ordered += [alg for alg in own if alg not in ordered and not alg.startswith("ssh-rsa")]
+            algs.extend(alg for alg in ordered if alg not in algs)
         algs.extend(alg for alg in PLAIN_HOST_KEY_ALGS if alg not in algs)
         return algs
 
