@@ -233,9 +233,14 @@ class ConnectionPool:
         return entry.last_error if entry is not None else None
 
     def reset(self, target: str) -> None:
-        """Forget a cached failure and its backoff (a user asked to retry now)."""
+        """Forget a cached failure, its backoff and any key learned on first use.
+
+        For a user's explicit "try again", e.g. after clearing status.hostKeyFingerprint
+        of a VM that was legitimately re-keyed.
+        """
         entry = self._entries.get(target)
         if entry is not None:
+            entry.learned_fingerprint = None
             entry.failures = 0
             entry.next_attempt = 0.0
             entry.last_error = None
@@ -350,7 +355,10 @@ class ConnectionPool:
         entry.next_attempt = 0.0
         entry.last_error = None
         entry.sticky = False
-        entry.learned_fingerprint = None
+        if entry.connection_id != config.connection_id:
+            # A key learned on first use outlives changes of the recorded fingerprint
+            # alone: a stale body without it must not reopen trust (reset() does that).
+            entry.learned_fingerprint = None
         live = entry.live
         if live is not None and (
             entry.connection_id != config.connection_id
@@ -378,6 +386,7 @@ class ConnectionPool:
                 via = await self._live(config.bastion)
             except TransportError as err:
                 raise _hop_error(err, config.bastion) from err
+            via.last_used = time.monotonic()  # not idle: about to carry a tunnel
         client = _Client(policy, self)
         timeouts = config.timeouts
         started = time.monotonic()

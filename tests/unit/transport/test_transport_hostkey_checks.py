@@ -200,3 +200,23 @@ async def test_certificate_authority_refuses_certificate_for_another_host(
 async def test_empty_ca_list_fails_before_connecting(pool: ConnectionPool, keys: Keys) -> None:
     with pytest.raises(HostKeyNotConfigured):
         await pool.connect(config_for(closed_port(), keys, policy=CertificateAuthority(())))
+
+
+async def test_stale_config_without_the_record_does_not_reopen_trust(
+    sshd: StartServer, pool: ConnectionPool, keys: Keys
+) -> None:
+    """Learn, record, then a stale body (nothing recorded) meets an impostor: refused."""
+    first = await sshd()
+    unrecorded = config_for(first, keys, policy=TrustOnFirstUse())
+    learned = (await pool.connect(unrecorded)).learned_fingerprint
+    await pool.connect(config_for(first, keys, policy=TrustOnFirstUse(learned)))
+    port = first.port
+    await first.stop()
+    impostor = await sshd(host_keys=[keys.host_other], port=port)
+    with pytest.raises(HostKeyMismatch):
+        await pool.connect(unrecorded)
+    assert impostor.log.auth_attempts == 0
+    # A user who cleared the record on purpose gets a fresh first use after reset().
+    pool.reset(unrecorded.target)
+    runner = await pool.connect(unrecorded)
+    assert runner.learned_fingerprint == fingerprint(keys.host_other)
