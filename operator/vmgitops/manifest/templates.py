@@ -1,8 +1,9 @@
 """Jinja2 templates, sandboxed: a template from Git sees values, never Python internals.
 
 StrictUndefined turns a misspelt variable into an error naming it instead of an empty
-string written to a VM; the sandbox refuses attribute walks like `''.__class__`; there is
-no loader, so `include` and `import` cannot read files; `range` is capped.
+string written to a VM; the (immutable) sandbox refuses attribute walks like
+`''.__class__` and mutating `params`, which every file of a render shares; there is no
+loader, so `include` and `import` cannot read files; `range`, `*` and `**` are capped.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from vmgitops.manifest.errors import TEMPLATE_ERROR, ManifestError
 
@@ -28,7 +29,7 @@ def _range(*args: int) -> range:
     return r
 
 
-class _Sandbox(SandboxedEnvironment):
+class _Sandbox(ImmutableSandboxedEnvironment):
     """Also caps `'x' * n` and `a ** b`, the two one-liners that exhaust memory or CPU."""
 
     intercepted_binops = frozenset(["*", "**"])
