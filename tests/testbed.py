@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT / ".dev"
 KUBECONFIG = DEV / "kubeconfig"
 FLEET_JSON = DEV / "fleet.json"
+GIT_PORT = int(os.environ.get("GIT_PORT", "9418"))
+GIT_BASE_URL = f"git://127.0.0.1:{GIT_PORT}"
 
 T = TypeVar("T")
 

@@ -37,6 +37,9 @@ USER_KEY = KEYS / "fleet_ed25519"
 FLEET_JSON = DEV / "fleet.json"
 HERE = Path(__file__).resolve().parent
 BOOT_TIMEOUT = float(os.environ.get("FLEET_BOOT_TIMEOUT", "180"))
+#: Third octet of the first VM's address; a second checkout (a CI run beside a developer's
+#: environment) picks another so the two fleets never share an address.
+FLEET_BASE = int(os.environ.get("FLEET_BASE", "10"))
 
 
 def log(msg: str) -> None:
@@ -46,7 +49,7 @@ def log(msg: str) -> None:
 def address_of(index: int) -> str:
     """vm1 -> 127.0.10.1; 250 VMs per /24 so thousands fit in 127.0.0.0/8."""
     i = index - 1
-    return f"127.0.{10 + i // 250}.{i % 250 + 1}"
+    return f"127.0.{FLEET_BASE + i // 250}.{i % 250 + 1}"
 
 
 def rootfs() -> Path:

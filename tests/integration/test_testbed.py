@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed import DEV, VM
+from testbed import DEV, GIT_BASE_URL, VM
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def test_git_daemon_serves_bare_repositories(fleet: list[VM], tmp_path: Path) ->
         git("-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "one")
         sha = git("rev-parse", "HEAD")
         git("push", "-q", str(bare), "main")
-        url = f"git://127.0.0.1:9418/{name}.git"
+        url = f"{GIT_BASE_URL}/{name}.git"
         listed = git("ls-remote", url, "refs/heads/main", cwd=tmp_path)
         assert listed.split()[0] == sha
         git("clone", "-q", url, str(tmp_path / "clone"), cwd=tmp_path)
