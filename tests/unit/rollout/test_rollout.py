@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pytest
+
+from vmgitops.api.application import RollingStrategy, Strategy, StrategyType
+from vmgitops.rollout.batches import batch_size, plan_batches
+from vmgitops.rollout.engine import (
+    FAILED,
+    RUNNING,
+    SUCCEEDED,
+    OperationState,
+    TargetOutcome,
+    run_rollout,
+)
+
+T0 = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+def rolling(
+    max_unavailable: int | str = "25%", max_failures: int = 1, pause: str = "0s"
+) -> Strategy:
+    return Strategy(
+        type=StrategyType.ROLLING,
+        rolling=RollingStrategy(
+            max_unavailable=max_unavailable, max_failures=max_failures, pause_between_batches=pause
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "fleet", "size"),
+    [
+        pytest.param(rolling("25%"), 4, 1, id="quarter-of-four-is-one"),
+        pytest.param(rolling("25%"), 10, 2, id="quarter-of-ten-rounds-down"),
+        pytest.param(rolling("1%"), 10, 1, id="never-zero"),
+        pytest.param(rolling(3), 10, 3, id="absolute-count"),
+        pytest.param(rolling(30), 10, 10, id="count-capped-at-fleet"),
+        pytest.param(Strategy(type=StrategyType.ALL_AT_ONCE), 7, 7, id="all-at-once"),
+        pytest.param(rolling("25%"), 0, 0, id="empty-fleet"),
+    ],
+)
+def test_batch_size(strategy: Strategy, fleet: int, size: int) -> None:
+    assert batch_size(strategy, fleet) == size
+
+
+def test_batches_are_sorted_and_stable() -> None:
+    assert plan_batches(["c", "a", "d", "b", "a"], rolling(2), 4) == [["a", "b"], ["c", "d"]]
+
+
+@dataclass
+class Script:
+    """Outcomes by target name, and interruptions by batch index."""
+
+    failing: dict[str, str] = field(default_factory=dict)
+    interrupt_before: dict[int, str] = field(default_factory=dict)
+    applied: list[list[str]] = field(default_factory=list)
+    saved: list[OperationState] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+
+    async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
+        self.applied.append(list(names))
+        return [TargetOutcome(n, n not in self.failing, self.failing.get(n, "")) for n in names]
+
+    async def save(self, state: OperationState) -> None:
+        self.saved.append(state)
+
+    def interruption(self) -> str | None:
+        return self.interrupt_before.get(len(self.applied))
+
+    async def wait(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    def now(self) -> datetime:
+        return T0
+
+
+NAMES = ["vm1", "vm2", "vm3", "vm4"]
+
+CASES = [
+    pytest.param(
+        rolling(1),
+        Script(),
+        SUCCEEDED,
+        [["vm1"], ["vm2"], ["vm3"], ["vm4"]],
+        (4, 0),
+        id="one-at-a-time",
+    ),
+    pytest.param(
+        rolling(2),
+        Script(),
+        SUCCEEDED,
+        [["vm1", "vm2"], ["vm3", "vm4"]],
+        (4, 0),
+        id="two-per-batch",
+    ),
+    pytest.param(
+        rolling(1, max_failures=0),
+        Script(failing={"vm2": "unit failed"}),
+        FAILED,
+        [["vm1"], ["vm2"]],
+        (1, 1),
+        id="budget-zero-stops-at-first-failure",
+    ),
+    pytest.param(
+        rolling(1, max_failures=1),
+        Script(failing={"vm2": "x"}),
+        SUCCEEDED,
+        [["vm1"], ["vm2"], ["vm3"], ["vm4"]],
+        (3, 1),
+        id="one-failure-within-budget",
+    ),
+    pytest.param(
+        rolling(2, max_failures=1),
+        Script(failing={"vm1": "x", "vm2": "y"}),
+        FAILED,
+        [["vm1", "vm2"]],
+        (0, 2),
+        id="batch-exceeding-budget-leaves-rest-untouched",
+    ),
+    pytest.param(
+        rolling(1),
+        Script(interrupt_before={2: "spec.paused is true"}),
+        RUNNING,
+        [["vm1"], ["vm2"]],
+        (2, 0),
+        id="paused-stops-between-batches",
+    ),
+    pytest.param(
+        rolling(2),
+        Script(interrupt_before={1: "superseded by abc"}),
+        RUNNING,
+        [["vm1", "vm2"]],
+        (2, 0),
+        id="newer-revision-finishes-current-batch",
+    ),
+    pytest.param(
+        Strategy(type=StrategyType.ALL_AT_ONCE),
+        Script(),
+        SUCCEEDED,
+        [NAMES],
+        (4, 0),
+        id="all-at-once-single-batch",
+    ),
+]
+
+
+@pytest.mark.parametrize(("strategy", "script", "phase", "applied", "counts"), CASES)
+async def test_rollout(
+    strategy: Strategy,
+    script: Script,
+    phase: str,
+    applied: list[list[str]],
+    counts: tuple[int, int],
+) -> None:
+    state = await run_rollout(
+        OperationState(revision="r1"), NAMES, fleet_size=4, strategy=strategy, hooks=script
+    )
+    assert state.phase == phase
+    assert script.applied == applied
+    assert (state.succeeded, state.failed) == counts
+    assert script.saved[-1] == state, "the final state is persisted"
+    if phase == FAILED:
+        assert "left untouched" in state.message
+    if phase == RUNNING:
+        assert "stopped before batch" in state.message
+
+
+async def test_resume_counts_previous_batches() -> None:
+    script = Script()
+    before = OperationState(
+        revision="r1", batch_current=2, batch_total=4, succeeded=2, started_at=T0
+    )
+    state = await run_rollout(
+        before, ["vm3", "vm4"], fleet_size=4, strategy=rolling(1), hooks=script
+    )
+    assert state.phase == SUCCEEDED
+    assert (state.batch_current, state.batch_total, state.succeeded) == (4, 4, 4)
+    assert script.applied == [["vm3"], ["vm4"]]
+
+
+async def test_pause_between_batches_waits() -> None:
+    script = Script()
+    await run_rollout(
+        OperationState(revision="r1"),
+        NAMES[:2],
+        fleet_size=2,
+        strategy=rolling(1, pause="30s"),
+        hooks=script,
+    )
+    assert script.waits == [30.0]
+
+
+async def test_nothing_pending_succeeds_at_once() -> None:
+    script = Script()
+    state = await run_rollout(
+        OperationState(revision="r1"), [], fleet_size=4, strategy=rolling(1), hooks=script
+    )
+    assert state.phase == SUCCEEDED and script.applied == []
