@@ -100,6 +100,8 @@ state() {
   done
 }
 r observe 1
+command -v sha256sum >/dev/null 2>&1 || r error sha256sum "sha256sum is not installed"
+command -v stat >/dev/null 2>&1 || r error stat "stat is not installed"
 while [ $# -ge 3 ]; do
   _kind=$1; _val=$2; _extra=$3; shift 3
   case $_kind in

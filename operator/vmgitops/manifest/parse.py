@@ -98,6 +98,8 @@ def _describe(err: Any) -> tuple[str, str]:
         return location(loc), "is required"
     if kind == "vmgitops":
         return location(loc), str(err["ctx"]["reason"])
+    if kind in ("model_type", "dict_type", "model_attributes_type"):
+        return location(loc), "should be a mapping"
     if kind == "too_short":
         return location(loc), "must not be empty"
     # pydantic's own messages never quote the input, so no secret can leak through them.

@@ -25,6 +25,7 @@ from vmgitops.plan.inventory import (
 )
 from vmgitops.plan.plan import (
     INVENTORY_UNREADABLE,
+    OBSERVATION_INCOMPLETE,
     PACKAGE_MANAGER_UNSUPPORTED,
     PACKAGE_STATE_UNKNOWN,
     PATH_CONFLICT,
@@ -57,6 +58,8 @@ def compute_plan(desired: DesiredState, observed: ObservedState, *, prune: bool)
         # Without the inventory, prune and release history cannot be trusted: stop here.
         w.issue(INVENTORY_UNREADABLE, f"{exc}; fix or remove it, then sync again")
         return Plan(issues=tuple(w.issues))
+    for error in observed.errors:
+        w.issue(OBSERVATION_INCOMPLETE, f"the VM could not report everything: {error}")
     body: list[Step] = []
     body += _packages(w)
     body += _directories(w)
@@ -210,7 +213,7 @@ def _files(w: Work) -> list[Step]:
                 group=f.group,
                 sensitive=f.sensitive,
                 content_changed=content_changed,
-                restarts=tuple(restarts.get(f.path, ())),
+                restarts=tuple(restarts.get(f.path, ())) if content_changed else (),
                 changes=text + field_diff(changes),
             )
         )

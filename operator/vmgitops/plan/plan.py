@@ -13,6 +13,7 @@ PACKAGE_MANAGER_UNSUPPORTED = "PackageManagerUnsupported"
 PACKAGE_STATE_UNKNOWN = "PackageStateUnknown"
 SYSTEMD_UNAVAILABLE = "SystemdUnavailable"
 INVENTORY_UNREADABLE = "InventoryUnreadable"
+OBSERVATION_INCOMPLETE = "ObservationIncomplete"
 
 
 @dataclass(frozen=True)

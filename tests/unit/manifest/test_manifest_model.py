@@ -219,6 +219,7 @@ BAD = [
         "string instead of boolean",
     ),
     ("files: {path: /etc/x}\n", "files: should be a valid list", "mapping instead of list"),
+    ("release: [1]\n", "release: should be a mapping", "list instead of mapping"),
     ("- a\n- b\n", "vmapp.yaml: the top level must be a mapping", "top level is a list"),
     ("files: [\n", "vmapp.yaml: line 2, column 1:", "YAML syntax error with a position"),
     (

@@ -191,6 +191,13 @@ CASES: list[object] = [
         id="restartOnChange file changed: write and restart",
     ),
     pytest.param(
+        drift(lambda o: with_path(o, CONF, mode=0o600)),
+        True,
+        [("WriteFile", CONF)],
+        [],
+        id="mode-only change of a restartOnChange file: no restart",
+    ),
+    pytest.param(
         drift(
             lambda o: with_unit(
                 with_path(o, CONF, kind="missing"), "hello.service", active="failed"
@@ -429,6 +436,13 @@ CASES: list[object] = [
         ["SystemdUnavailable"],
         id="systemd not answering: blocked, never a blind start",
     ),
+    pytest.param(
+        drift(lambda o: dataclasses.replace(o, errors=("sha256sum: sha256sum is not installed",))),
+        True,
+        [],
+        ["ObservationIncomplete"],
+        id="the VM could not hash files: blocked rather than rewriting everything",
+    ),
 ]
 
 
@@ -473,6 +487,9 @@ def test_mode_only_change_keeps_content_and_shows_the_mode() -> None:
     assert isinstance(step, WriteFile)
     assert step.content_changed is False
     assert step.diff == "mode: 0700 -> 0755\n"
+    d, o = drift(lambda o: with_path(o, CONF, mode=0o600))()
+    (step,) = compute_plan(d, o, prune=True).steps
+    assert isinstance(step, WriteFile) and step.restarts == (), "no marker reset, no restart"
 
 
 def test_text_file_change_shows_a_unified_diff() -> None:
