@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from planfixtures import desired, synced, with_unit
+from planfixtures import desired, synced, with_path, with_unit
 
 from vmgitops.facts.health import CheckResult
 from vmgitops.facts.observed import ObservedState
 from vmgitops.plan.assess import Assessment, assess_health
-from vmgitops.plan.health import Health
+from vmgitops.plan import compute_plan
+from vmgitops.plan.health import Health, SyncStatus
+from vmgitops.plan.resources import ResourceStatus, resource_statuses
 
 APP = r"""
 services:
@@ -69,3 +71,22 @@ NOCLIENT = CheckResult("tcp", "tcp", None, "no TCP client on the VM (bash or nc)
 )
 def test_assess(observed: ObservedState, checks: list[CheckResult], expected: Assessment) -> None:
     assert assess_health(D, observed, checks) == expected
+
+
+def test_resource_statuses_name_what_a_sync_would_do() -> None:
+    text = APP + "files:\n- {path: /etc/web.conf, content: a}\n- {path: /etc/b, content: b}\n"
+    d = desired(text)
+    o = with_path(synced(d), "/etc/web.conf", sha256="0" * 64)
+    old = desired(text + "packages:\n- {name: curl}\n")
+    o = dataclasses.replace(o, inventory=synced(old).inventory)
+    statuses = resource_statuses(d, compute_plan(d, o, prune=False))
+    assert statuses == [
+        ResourceStatus(
+            "File", "/etc/web.conf", SyncStatus.OUT_OF_SYNC, "write /etc/web.conf (0644)"
+        ),
+        ResourceStatus("File", "/etc/b", SyncStatus.SYNCED),
+        ResourceStatus("Service", "web.service", SyncStatus.SYNCED),
+        ResourceStatus("Service", "batch.service", SyncStatus.SYNCED),
+        ResourceStatus("Release", "/opt/web", SyncStatus.SYNCED),
+        ResourceStatus("Package", "curl", SyncStatus.OUT_OF_SYNC, "requires pruning"),
+    ]
