@@ -9,8 +9,8 @@ from planfixtures import desired, synced, with_path, with_unit
 
 from vmgitops.facts.health import CheckResult
 from vmgitops.facts.observed import ObservedState
-from vmgitops.plan.assess import Assessment, assess_health
 from vmgitops.plan import compute_plan
+from vmgitops.plan.assess import Assessment, assess_health
 from vmgitops.plan.health import Health, SyncStatus
 from vmgitops.plan.resources import ResourceStatus, resource_statuses
 
