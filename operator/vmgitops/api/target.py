@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from vmgitops.api.base import ApiModel, Time
+from vmgitops.api.base import ApiModel, ObjectName, Time
 from vmgitops.api.common import (
     Credentials,
     HealthStatusCode,
@@ -51,6 +51,12 @@ class ReachableReason(StrEnum):
     TIMEOUT = "Timeout"
     CREDENTIALS_MISSING = "CredentialsMissing"
     BASTION_UNREACHABLE = "BastionUnreachable"
+    HOST_UNREACHABLE = "HostUnreachable"
+    CONNECTION_LOST = "ConnectionLost"
+    SUDO_PASSWORD_REQUIRED = "SudoPasswordRequired"  # noqa: S105 - a reason, not a secret
+    SUDO_PASSWORD_REJECTED = "SudoPasswordRejected"  # noqa: S105 - a reason, not a secret
+    FACTS_FAILED = "FactsFailed"
+    INVALID_SPEC = "InvalidSpec"
     CONNECTED = "Connected"
 
 
@@ -82,6 +88,9 @@ class HostKey(ApiModel):
     """The accepted host keys, as OpenSSH "type base64" lines; for Pinned."""
     ca_public_keys: list[SshPublicKey] = Field(default_factory=list, max_length=64)
     """The keys of the CAs that sign host certificates; for CertificateAuthority."""
+    revoked_public_keys: list[SshPublicKey] = Field(default_factory=list, max_length=256)
+    """Host keys (or CA keys) never to trust, even when a trusted CA signed them; for
+    CertificateAuthority. A VM presenting one is refused with HostKeyMismatch."""
 
     @model_validator(mode="after")
     def _ca_keys_for_ca_policy(self) -> Self:
@@ -96,13 +105,27 @@ class BecomeMethod(StrEnum):
     SUDO = "sudo"
 
 
+class SecretKeyReference(ApiModel):
+    """One key of a Secret in the same namespace."""
+
+    name: ObjectName
+    """The Secret's name."""
+    key: str = Field(default="password", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+    """The key inside the Secret's data."""
+
+
 class Become(ApiModel):
     """Privilege escalation for the commands run on the VM."""
 
     method: BecomeMethod = BecomeMethod.SUDO
-    """Only sudo for now (non-interactive: sudo -n)."""
+    """Only sudo for now, non-interactive: without a password sudo -n is used, and a sudo
+    that asks for one gives Reachable=False with reason SudoPasswordRequired."""
     user: UnixUser = "root"
     """The user to become."""
+    password_secret_ref: SecretKeyReference | None = None
+    """The login user's sudo password, read from this Secret (any type; key "password" by
+    default). It is written to sudo's standard input, never to its command line, and only
+    when sudo asks for it."""
 
 
 class Bastion(ApiModel):
