@@ -16,6 +16,10 @@ The answer is the record format of `records` (length-prefixed, any byte is safe)
     exists    [path, 1|0]
     inventory [1|0, inventory.json content hex]
     marker    [file name under markers/, first 4 KiB of its content, hex]
+    error     [what, why]   (a missing tool such as sha256sum: the plan blocks on it)
+
+Cost on the VM: two forks per file (stat, sha256sum), about 5 ms; 200 files in sync
+took 1.2 s in one SSH command on a test-bed VM, an empty request 0.26 s.
 """
 
 from __future__ import annotations

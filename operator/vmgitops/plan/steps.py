@@ -10,6 +10,12 @@ Marker contract with the executor (files under <state dir>/markers/):
   restart.<unit>     holds `marker_digest` after a successful Start/RestartService, and
                      is removed before any WriteFile/WriteUnit whose `restarts` names
                      the unit (so a crash between the write and the restart is seen).
+
+Other executor duties the steps assume: a WriteFile creates missing parent directories
+(0755, root); a WriteFile with `content_changed` False only fixes mode/owner/group (the
+inode stays); UploadRelease lands complete or not at all (upload beside, then rename);
+PruneDirectory and PruneReleases leave non-empty or unlisted directories alone; a plan
+with a blocking issue is not applied at all.
 """
 
 from __future__ import annotations
