@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,20 +16,20 @@ YAML_SUFFIXES = (".yml", ".yaml", ".json")
 VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")
 VAULT_HEADER = "$ANSIBLE_VAULT;"
 MAX_VARS_FILE = 4 * 1024 * 1024
+_YAML_KEY = re.compile(r"^[^\s=#;\[]+:(\s|$)")
 
 
 def detect_format(text: str, source: str) -> Literal["ini", "yaml"]:
-    """YAML for .yml/.yaml/.json names; otherwise from the first meaningful line: a
-    `[section]` or a host line is INI, `key:` or `---` or `{` is YAML."""
+    """YAML for .yml/.yaml/.json names; otherwise from the first meaningful line: `key:`
+    (a word, then ':' and a space or the end), `---` or `{` is YAML; anything else, such
+    as `[section]`, `host var=value` or `host:2222`, is INI."""
     if source.lower().endswith(YAML_SUFFIXES):
         return "yaml"
     for raw in text.splitlines():
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
-        if line.startswith(("---", "{")) or line.endswith(":") or ": " in line:
-            return "yaml"
-        return "ini"
+        return "yaml" if line.startswith(("---", "{")) or _YAML_KEY.match(line) else "ini"
     return "ini"
 
 

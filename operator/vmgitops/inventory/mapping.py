@@ -174,7 +174,7 @@ class _Draft:
     vars: dict[str, VarValue]
     labels: dict[str, str] = field(default_factory=dict)
     become: dict[str, str] | None = None
-    jump: tuple[str, Jump] | None = None
+    jumps: list[tuple[str, Jump]] = field(default_factory=list)
     bastion: str | None = None
     host_key: dict[str, Any] = field(default_factory=dict)
 
@@ -384,7 +384,7 @@ class _Mapper:
 
         draft = _Draft(host, name, address_text.strip(), port, user, hv)
         draft.become = self._become(host, hv, consumed)
-        draft.jump = self._ssh_args(host, hv, consumed)
+        draft.jumps = self._ssh_args(host, hv, consumed)
         draft.labels = self._labels(host, hv, consumed)
         self._ignored(host, hv, consumed)
         return draft
@@ -445,8 +445,8 @@ class _Mapper:
 
     def _ssh_args(
         self, host: Host, hv: dict[str, VarValue], consumed: set[str]
-    ) -> tuple[str, Jump] | None:
-        jump: tuple[str, Jump] | None = None
+    ) -> list[tuple[str, Jump]]:
+        jumps: list[tuple[str, Jump]] = []
         for var in SSH_ARGS_VARS:
             value = hv.get(var)
             if value is None:
@@ -476,17 +476,8 @@ class _Mapper:
                     value,
                 )
             if args.jump is not None:
-                if jump is not None and jump[1] != args.jump:
-                    self.finding(
-                        Severity.WARNING,
-                        f"a second jump host ({args.jump}) besides {jump[1]} is not supported",
-                        host,
-                        var,
-                        value,
-                    )
-                else:
-                    jump = (var, args.jump)
-        return jump
+                jumps.append((var, args.jump))
+        return jumps
 
     def _labels(self, host: Host, hv: dict[str, VarValue], consumed: set[str]) -> dict[str, str]:
         labels = {
@@ -592,45 +583,66 @@ class _Mapper:
             by_address.setdefault((d.address.lower(), d.port), d)
             by_host.setdefault(d.host.name.lower(), d)
         for d in drafts:
-            if d.jump is None:
-                continue
-            var, jump = d.jump
-            value = d.vars.get(var)
-            key = jump.host.lower()
-            bastion = by_address.get((key, jump.port or 22))
-            named = by_host.get(key)
-            if bastion is None and named is not None and jump.port in (None, named.port):
-                bastion = named
-            if bastion is None:
+            resolved: dict[str, _Draft] = {}
+            for var, jump in d.jumps:
+                bastion = self._resolve(d, var, jump, by_address, by_host)
+                if bastion is not None:
+                    resolved.setdefault(bastion.name, bastion)
+            if len(resolved) > 1:
                 self.finding(
                     Severity.WARNING,
-                    f"jump host {jump} is not a host of this inventory, so spec.bastion is not "
-                    "set (add the bastion to the inventory to have it as a target)",
+                    f"the ssh arguments name different jump hosts ({', '.join(resolved)}); "
+                    "only one bastion is supported, so none is set",
                     d.host,
-                    var,
-                    value,
                 )
-                continue
-            if bastion is d:
-                self.finding(
-                    Severity.WARNING,
-                    f"jump host {jump} is this host itself; no bastion set (set the variable "
-                    "to '' on the bastion, as Ansible would otherwise loop through it)",
-                    d.host,
-                    var,
-                    value,
-                )
-                continue
-            if jump.user and jump.user != bastion.user:
-                self.finding(
-                    Severity.WARNING,
-                    f"the jump logs in to the bastion as '{jump.user}', but its target "
-                    f"'{bastion.name}' logs in as '{bastion.user}', which the operator uses",
-                    d.host,
-                    var,
-                    value,
-                )
-            d.bastion = bastion.name
+            elif resolved:
+                d.bastion = next(iter(resolved))
+
+    def _resolve(
+        self,
+        d: _Draft,
+        var: str,
+        jump: Jump,
+        by_address: dict[tuple[str, int], _Draft],
+        by_host: dict[str, _Draft],
+    ) -> _Draft | None:
+        """The target a jump host names: by address and port, else by inventory name."""
+        value = d.vars.get(var)
+        key = jump.host.lower()
+        bastion = by_address.get((key, jump.port or 22))
+        named = by_host.get(key)
+        if bastion is None and named is not None and jump.port in (None, named.port):
+            bastion = named
+        if bastion is None:
+            self.finding(
+                Severity.WARNING,
+                f"jump host {jump} is not a host of this inventory, so spec.bastion is not "
+                "set (add the bastion to the inventory to have it as a target)",
+                d.host,
+                var,
+                value,
+            )
+            return None
+        if bastion is d:
+            self.finding(
+                Severity.WARNING,
+                f"jump host {jump} is this host itself; no bastion set (set the variable "
+                "to '' on the bastion, as Ansible would otherwise loop through it)",
+                d.host,
+                var,
+                value,
+            )
+            return None
+        if jump.user and jump.user != bastion.user:
+            self.finding(
+                Severity.WARNING,
+                f"the jump logs in to the bastion as '{jump.user}', but its target "
+                f"'{bastion.name}' logs in as '{bastion.user}', which the operator uses",
+                d.host,
+                var,
+                value,
+            )
+        return bastion
 
     def _host_keys(self, drafts: list[_Draft]) -> None:
         kh = self.options.known_hosts

@@ -91,11 +91,14 @@ class _Walker:
     def is_null(node: yaml.Node) -> bool:
         return isinstance(node, yaml.ScalarNode) and (node.tag == _NULL_TAG or node.value == "")
 
-    def entries(self, node: yaml.Node, what: str) -> list[tuple[yaml.Node, yaml.Node]]:
-        """The pairs of a mapping section; null is empty, a lone string is {string: null}."""
+    def entries(
+        self, node: yaml.Node, what: str, *, lone_string: bool = True
+    ) -> list[tuple[yaml.Node, yaml.Node]]:
+        """The pairs of a mapping section; null is empty, and (for hosts, children and
+        vars, as in Ansible) a lone string is {string: null}."""
         if self.is_null(node):
             return []
-        if isinstance(node, yaml.ScalarNode):
+        if isinstance(node, yaml.ScalarNode) and lone_string:
             return [(node, yaml.ScalarNode(_NULL_TAG, "", node.start_mark, node.end_mark))]
         if not isinstance(node, yaml.MappingNode):
             raise InventoryError(
@@ -152,7 +155,9 @@ class _Walker:
         except HostPatternError as exc:
             raise InventoryError(f"host pattern '{pattern}': {exc}", loc) from None
         variables: dict[str, Any] = {}
-        for var_key, var_value in self.entries(node, f"variables of host '{pattern}'"):
+        for var_key, var_value in self.entries(
+            node, f"variables of host '{pattern}'", lone_string=False
+        ):
             variables[self.name(var_key, "variable")] = self.value(var_value)
         if port is not None:
             variables.setdefault(PORT_VAR, port)
