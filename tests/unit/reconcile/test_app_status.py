@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from vmgitops.plan.health import Health, SyncStatus
+from vmgitops.reconcile.app_status import (
+    TargetView,
+    app_health,
+    app_sync,
+    append_history,
+    conditions,
+    summarize,
+)
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+OK = TargetView("vm1", True, SyncStatus.SYNCED, Health.HEALTHY, "r1")
+DRIFTED = TargetView("vm2", True, SyncStatus.OUT_OF_SYNC, Health.HEALTHY, "r1")
+DOWN = TargetView("vm3", False, SyncStatus.UNKNOWN, Health.UNKNOWN, None, "refused")
+SICK = TargetView("vm4", True, SyncStatus.SYNCED, Health.DEGRADED, "r1", "http: 500")
+
+
+@pytest.mark.parametrize(
+    ("views", "expected"),
+    [
+        pytest.param([OK, OK], SyncStatus.SYNCED, id="all-synced"),
+        pytest.param([OK, DRIFTED], SyncStatus.OUT_OF_SYNC, id="one-drifted-is-out-of-sync"),
+        pytest.param([OK, DOWN], SyncStatus.UNKNOWN, id="unreachable-is-unknown-not-failed"),
+        pytest.param([DRIFTED, DOWN], SyncStatus.OUT_OF_SYNC, id="drift-wins-over-unknown"),
+        pytest.param([], SyncStatus.SYNCED, id="no-targets-nothing-to-sync"),
+    ],
+)
+def test_app_sync(views: list[TargetView], expected: SyncStatus) -> None:
+    assert app_sync(views) == expected
+
+
+@pytest.mark.parametrize(
+    ("views", "rolling", "paused", "expected", "fragment"),
+    [
+        pytest.param([OK, OK], False, False, Health.HEALTHY, "", id="healthy"),
+        pytest.param(
+            [OK, SICK], False, False, Health.DEGRADED, "vm4: http: 500", id="worst-target-named"
+        ),
+        pytest.param(
+            [OK, DOWN],
+            False,
+            False,
+            Health.HEALTHY,
+            "1 target(s) unreachable",
+            id="unreachable-counted-not-degraded",
+        ),
+        pytest.param([DOWN], False, False, Health.UNKNOWN, "unreachable", id="nothing-observable"),
+        pytest.param([OK], True, False, Health.PROGRESSING, "rollout", id="rolling-out"),
+        pytest.param([SICK], True, False, Health.DEGRADED, "vm4", id="degraded-beats-progressing"),
+        pytest.param([OK], False, True, Health.SUSPENDED, "paused", id="paused-is-suspended"),
+        pytest.param([], False, False, Health.MISSING, "selector", id="no-targets-missing"),
+    ],
+)
+def test_app_health(
+    views: list[TargetView], rolling: bool, paused: bool, expected: Health, fragment: str
+) -> None:
+    health, message = app_health(views, rolling_out=rolling, paused=paused)
+    assert health == expected
+    assert fragment in message
+
+
+def test_summary_counts() -> None:
+    assert summarize([OK, DRIFTED, DOWN, SICK]) == {
+        "targets": 4,
+        "synced": 2,
+        "outOfSync": 1,
+        "healthy": 2,
+        "degraded": 1,
+        "unreachable": 1,
+    }
+
+
+def test_source_error_makes_app_not_ready_but_keeps_sync_view() -> None:
+    conds = conditions(
+        [],
+        sync=SyncStatus.SYNCED,
+        health=Health.HEALTHY,
+        health_message="",
+        revision="r1",
+        error=("GitFetchFailed", "server down"),
+        generation=3,
+        now=NOW,
+    )
+    by_type = {c["type"]: c for c in conds}
+    assert by_type["Ready"]["status"] == "False"
+    assert by_type["Ready"]["reason"] == "GitFetchFailed"
+    assert by_type["Synced"]["status"] == "True"
+    assert all(c["observedGeneration"] == 3 for c in conds)
+
+
+def test_history_is_trimmed_and_ids_grow() -> None:
+    h: list[dict[str, object]] = []
+    for i in range(5):
+        h = append_history(h, revision=f"r{i}", phase="Succeeded", deployed_at=NOW, limit=3)
+    assert [e["id"] for e in h] == [3, 4, 5]
+    assert h[-1]["revision"] == "r4"
