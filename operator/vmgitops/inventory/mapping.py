@@ -78,7 +78,8 @@ STRUCTURE_VARS = frozenset({GROUP_PRIORITY_VAR})
 
 _LOGIN_CREDENTIALS = "the login credentials come from the Secret named by --secret"
 _SUDO_CREDENTIALS = (
-    "sudo runs non-interactively (sudo -n): give the login user passwordless sudo instead"
+    "not copied: put the sudo password in a Secret and set spec.become.passwordSecretRef, "
+    "or give the login user passwordless sudo"
 )
 _IGNORED_REASONS: dict[str, str] = {
     "ansible_password": _LOGIN_CREDENTIALS,
