@@ -1,0 +1,43 @@
+"""What one reconcile of a VMApplication hands to the per-target driver."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vmgitops.manifest import LoadedApp
+from vmgitops.reconcile.app_status import TargetView
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """The immutable inputs of one sync: the app at one revision, for one generation."""
+
+    namespace: str
+    name: str
+    generation: int
+    revision: str
+    app: LoadedApp
+    params: Mapping[str, str] = field(default_factory=dict)
+    prune: bool = False
+
+    @property
+    def app_key(self) -> str:
+        # "_" appears in neither a namespace nor a name, so the key is unambiguous on the VM.
+        return f"{self.namespace}_{self.name}"
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    view: TargetView
+    ok: bool
+    message: str = ""
+
+
+class TargetDriver(Protocol):
+    """Observes and syncs one target for one application (the engine over SSH)."""
+
+    async def observe(self, target: Mapping[str, Any], ctx: AppContext) -> TargetView: ...
+
+    async def sync(self, target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome: ...
