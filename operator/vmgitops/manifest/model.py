@@ -142,7 +142,9 @@ class CommandSpec(_Spec):
 
 
 class HttpCheck(_Spec):
-    url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")]
+    # A template (`http://{{ target.address }}:8080/`): spaces may sit inside `{{ }}`;
+    # the rendered URL is what must be a single http(s) URL without white space.
+    url: Annotated[str, Field(pattern=r"^https?://[^\n\r\t]+$")]
     expect_status: int = Field(default=200, ge=100, le=599)
 
 

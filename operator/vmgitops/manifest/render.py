@@ -6,6 +6,8 @@ Templates see exactly four names: `params` (the VMApplication's parameters), `ta
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +97,7 @@ def render(
         services=services,
         release=release,
         commands=commands,
-        health_checks=tuple(_check(h) for h in m.health_checks),
+        health_checks=tuple(_check(app, h, context) for h in m.health_checks),
     )
 
 
@@ -162,11 +164,21 @@ def _service(
     )
 
 
-def _check(h: HealthCheckSpec) -> HealthCheck:
+def _check(app: LoadedApp, h: HealthCheckSpec, context: Mapping[str, Any]) -> HealthCheck:
+    # URLs and hosts are templates: a check usually names the VM's own address
+    # (`http://{{ target.address }}:8080/healthz`), which differs on every target.
     if h.http is not None:
+        url = _text(app, h.http.url, context, f"healthChecks {h.name}: http.url").decode()
+        if not re.fullmatch(r"https?://\S+", url):
+            raise ManifestError(
+                MANIFEST_INVALID,
+                f"healthChecks {h.name}: http.url renders to {url[:200]!r}, "
+                "which is not one http(s) URL without white space",
+            )
         return HealthCheck(
-            h.name, "http", h.timeout_seconds, url=h.http.url, expect_status=h.http.expect_status
+            h.name, "http", h.timeout_seconds, url=url, expect_status=h.http.expect_status
         )
     if h.tcp is not None:
-        return HealthCheck(h.name, "tcp", h.timeout_seconds, host=h.tcp.host, port=h.tcp.port)
+        host = _text(app, h.tcp.host, context, f"healthChecks {h.name}: tcp.host").decode()
+        return HealthCheck(h.name, "tcp", h.timeout_seconds, host=host, port=h.tcp.port)
     return HealthCheck(h.name, "command", h.timeout_seconds, command=tuple(h.command or ()))
