@@ -7,7 +7,6 @@ Templates see exactly four names: `params` (the VMApplication's parameters), `ta
 from __future__ import annotations
 
 import re
-
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
