@@ -11,6 +11,22 @@ project's virtualenv exists.
     fleet.py stop NAME   stop one VM (its files are kept; `start` boots it again)
     fleet.py start NAME  boot one stopped VM
     fleet.py status      one line per VM
+
+VMs inside their own network namespaces (for bastion tests), addresses in 10.213.0.0/16:
+
+    fleet.py up-private NAME --via BASTION
+                         boot BASTION (if needed) in its own network namespace, linked to
+                         the host by a veth pair (host 10.213.B.1, BASTION 10.213.B.2), and
+                         NAME in another one linked only to BASTION's (BASTION 10.213.P.5,
+                         NAME 10.213.P.6). BASTION does not forward, and the host routes
+                         10.213.0.0/16 nowhere (an "unreachable" route), so NAME is
+                         reachable from BASTION only and no packet leaves the machine.
+                         Prints both VMs as JSON (the entries of fleet.json, plus "netns",
+                         "via", "linkAddress": BASTION's address on NAME's link).
+    fleet.py info NAME...   the fleet.json entries of these VMs, as JSON
+    fleet.py exec NAME -- CMD...
+                         run CMD inside the VM (its namespaces and root), from the host
+    fleet.py remove NAME    stop a VM and delete it, with its network namespace and links
 """
 
 from __future__ import annotations
@@ -136,8 +152,10 @@ def pid_of(name: str) -> int | None:
 def boot(name: str, base: Path) -> int:
     d = vm_dir(name)
     console = open(d / "console.log", "ab")  # noqa: SIM115 - handed to the child
+    net = net_config(name)
+    enter = ["nsenter", f"--net=/run/netns/{net['netns']}", "--"] if net else []
     proc = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount", "--uts", "--kill-child",
+        [*enter, "unshare", "--pid", "--fork", "--mount", "--uts", "--kill-child",
          "sh", str(HERE / "boot-vm.sh"), str(base), str(d), name],
         stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True,
     )
@@ -207,15 +225,15 @@ def start(names: list[str]) -> None:
     t0 = time.monotonic()
     to_wait = []
     for name in names:
-        index = int(name.removeprefix("vm"))
-        prepare(name, address_of(index))
+        if not (vm_dir(name) / "prepared").exists():
+            index = int(name.removeprefix("vm"))
+            prepare(name, address_of(index))
         if pid_of(name) is None:
             boot(name, base)
         to_wait.append(name)
     deadline = time.monotonic() + BOOT_TIMEOUT
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(64, len(to_wait) or 1)) as ex:
-        answers = ex.map(
-            lambda n: wait_ssh((vm_dir(n) / "address").read_text().strip(), deadline), to_wait)
+        answers = ex.map(lambda n: wait_vm(n, deadline), to_wait)
         results = dict(zip(to_wait, answers, strict=True))
     failed = [n for n, ok in results.items() if not ok]
     if failed:
@@ -248,6 +266,200 @@ def _mounted(path: Path) -> bool:
         return any(line.split()[4] == target for line in f)
 
 
+# -- VMs in their own network namespaces ----------------------------------------------
+
+NET_PREFIX = "10.213"
+NETNS_PREFIX = "vmgitops-"
+NET_FILE = "net.json"
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(["ip", *args], check=check, capture_output=True)
+
+
+def net_config(name: str) -> dict[str, object] | None:
+    """The network of a VM booted in its own namespace; None for the host's VMs."""
+    f = vm_dir(name) / NET_FILE
+    if not f.exists():
+        return None
+    data: dict[str, object] = json.loads(f.read_text())
+    return data
+
+
+def _netns(name: str) -> str:
+    return f"{NETNS_PREFIX}{name}"
+
+
+def _free_index() -> int:
+    used = {int(str(c["index"])) for n in known_names() if (c := net_config(n))}
+    for i in range(1, 251):
+        if i not in used:
+            return i
+    raise SystemExit("[fleet] no free 10.213.x.0/24 left")
+
+
+def _ensure_host_route() -> None:
+    # More specific than the default route: nothing for 10.213/16 ever leaves the machine.
+    # The connected /30 of each bastion's host link is more specific still.
+    ip("route", "replace", "unreachable", f"{NET_PREFIX}.0.0/16")
+
+
+def _netns_up(ns: str) -> None:
+    if not Path(f"/run/netns/{ns}").exists():
+        ip("netns", "add", ns)
+    ip("-n", ns, "link", "set", "lo", "up")
+    # New namespaces do not forward; say so explicitly, it is what the tests rely on.
+    subprocess.run(["nsenter", f"--net=/run/netns/{ns}", "sh", "-c",
+                    "echo 0 > /proc/sys/net/ipv4/ip_forward"], check=True)
+
+
+def _check_name(name: str) -> None:
+    if not name.replace("-", "").isalnum() or not name[:1].isalpha() or len(name) > 20:
+        raise SystemExit(f"[fleet] {name!r}: use letters, digits and '-', at most 20")
+
+
+def _prepare_bastion(name: str) -> None:
+    """A VM in its own namespace, reachable from the host through one veth pair."""
+    _check_name(name)
+    if (vm_dir(name) / "prepared").exists():
+        if net_config(name) is None:
+            raise SystemExit(f"[fleet] {name} runs in the host's network namespace, so everything "
+                             "it reaches the host reaches too; pick a new name for the bastion")
+        return
+    i = _free_index()
+    ns, host_if = _netns(name), f"vmgb{i}"
+    address = f"{NET_PREFIX}.{i}.2"
+    _ensure_host_route()
+    _netns_up(ns)
+    ip("link", "del", host_if, check=False)
+    ip("link", "add", host_if, "type", "veth", "peer", "name", "host0", "netns", ns)
+    ip("addr", "add", f"{NET_PREFIX}.{i}.1/30", "dev", host_if)
+    ip("link", "set", host_if, "up")
+    ip("-n", ns, "addr", "add", f"{address}/30", "dev", "host0")
+    ip("-n", ns, "link", "set", "host0", "up")
+    prepare(name, address)
+    (vm_dir(name) / NET_FILE).write_text(json.dumps(
+        {"index": i, "netns": ns, "via": None, "hostInterface": host_if}) + "\n")
+
+
+def _prepare_private(name: str, via: str) -> None:
+    """A VM in its own namespace whose only link goes to the bastion's namespace."""
+    _check_name(name)
+    bastion = net_config(via)
+    if bastion is None:
+        raise SystemExit(f"[fleet] {via} is not a bastion in its own network namespace")
+    if (vm_dir(name) / "prepared").exists():
+        mine = net_config(name)
+        if mine is None or mine.get("via") != via:
+            raise SystemExit(f"[fleet] {name} exists and is not behind {via}")
+        return
+    i = _free_index()
+    ns, bns = _netns(name), str(bastion["netns"])
+    address, link_address = f"{NET_PREFIX}.{i}.6", f"{NET_PREFIX}.{i}.5"
+    _netns_up(ns)
+    ip("-n", bns, "link", "del", f"p{i}", check=False)
+    ip("-n", bns, "link", "add", f"p{i}", "type", "veth", "peer", "name", "uplink0", "netns", ns)
+    ip("-n", bns, "addr", "add", f"{link_address}/30", "dev", f"p{i}")
+    ip("-n", bns, "link", "set", f"p{i}", "up")
+    ip("-n", ns, "addr", "add", f"{address}/30", "dev", "uplink0")
+    ip("-n", ns, "link", "set", "uplink0", "up")
+    prepare(name, address)
+    (vm_dir(name) / NET_FILE).write_text(json.dumps(
+        {"index": i, "netns": ns, "via": via, "linkAddress": link_address}) + "\n")
+
+
+def wait_vm(name: str, deadline: float) -> bool:
+    """Whether the VM's sshd answers, asked from where it is reachable."""
+    address = (vm_dir(name) / "address").read_text().strip()
+    net = net_config(name)
+    if net is None or not net.get("via"):
+        return wait_ssh(address, deadline)
+    via = net_config(str(net["via"]))
+    assert via is not None
+    seconds = max(1.0, deadline - time.monotonic())
+    done = subprocess.run(["nsenter", f"--net=/run/netns/{via['netns']}", sys.executable,
+                           str(Path(__file__).resolve()), "_wait-ssh", address, str(seconds)],
+                          check=False)
+    return done.returncode == 0
+
+
+def info(name: str) -> dict[str, object]:
+    if not (vm_dir(name) / "prepared").exists():
+        raise SystemExit(f"[fleet] no VM {name}")
+    data = entry(name)
+    net = net_config(name)
+    if net is not None:
+        data["netns"] = net["netns"]
+        data["via"] = net.get("via")
+        if net.get("linkAddress"):
+            data["linkAddress"] = net["linkAddress"]
+    data["running"] = pid_of(name) is not None
+    return data
+
+
+def up_private(name: str, via: str) -> list[dict[str, object]]:
+    raise_limits()
+    ensure_user_key()
+    _prepare_bastion(via)
+    start([via])
+    _prepare_private(name, via)
+    start([name])
+    return [info(via), info(name)]
+
+
+def exec_in(name: str, argv: list[str]) -> int:
+    """Run argv inside the VM: its mount, UTS, PID and network namespaces, its root."""
+    pid = pid_of(name)
+    if pid is None:
+        raise SystemExit(f"[fleet] {name} is not running")
+    if not argv:
+        raise SystemExit("[fleet] exec: no command")
+    cmd = ["nsenter", "-t", str(pid), "-m", "-u", "-p", "-n", "-r", "-w",
+           "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *argv]
+    return subprocess.run(cmd, check=False).returncode
+
+
+def _drop_network(name: str) -> None:
+    net = net_config(name)
+    if net is None:
+        return
+    if net.get("hostInterface"):
+        ip("link", "del", str(net["hostInterface"]), check=False)
+    via = net_config(str(net["via"])) if net.get("via") else None
+    if via is not None:
+        ip("-n", str(via["netns"]), "link", "del", f"p{net['index']}", check=False)
+    ip("netns", "del", str(net["netns"]), check=False)
+
+
+def remove(name: str) -> None:
+    """Stop a VM and delete its overlay, network namespace and links."""
+    dependents = [n for n in known_names() if (c := net_config(n)) and c.get("via") == name]
+    for n in dependents:
+        remove(n)
+    stop(name, remove=False)
+    _drop_network(name)
+    stop(name, remove=True)
+    if not any(net_config(n) for n in known_names()):
+        ip("route", "del", "unreachable", f"{NET_PREFIX}.0.0/16", check=False)
+
+
+def remove_networks() -> None:
+    """After `down`: namespaces, links and the route this file created, whatever is left."""
+    netns_dir = Path("/run/netns")
+    if netns_dir.exists():
+        for ns in netns_dir.iterdir():
+            if ns.name.startswith(NETNS_PREFIX):
+                ip("netns", "del", ns.name, check=False)
+    links = ip("-o", "link", "show", check=False).stdout.decode()
+    for line in links.splitlines():
+        parts = line.split(":")
+        if len(parts) > 1:
+            ifname = parts[1].strip().split("@")[0]
+            if ifname.startswith("vmgb") and ifname[4:].isdigit():
+                ip("link", "del", ifname, check=False)
+    ip("route", "del", "unreachable", f"{NET_PREFIX}.0.0/16", check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -257,6 +469,17 @@ def main() -> None:
     sub.add_parser("status")
     for c in ("stop", "start"):
         sub.add_parser(c).add_argument("name")
+    private = sub.add_parser("up-private")
+    private.add_argument("name")
+    private.add_argument("--via", required=True, metavar="BASTION")
+    sub.add_parser("info").add_argument("names", nargs="+")
+    ex_p = sub.add_parser("exec")
+    ex_p.add_argument("name")
+    ex_p.add_argument("argv", nargs=argparse.REMAINDER)
+    sub.add_parser("remove").add_argument("name")
+    waiter = sub.add_parser("_wait-ssh")  # internal: run inside a network namespace
+    waiter.add_argument("address")
+    waiter.add_argument("seconds", type=float)
     args = ap.parse_args()
     if args.cmd == "up":
         names = [f"vm{i}" for i in range(1, args.n + 1)]
@@ -266,12 +489,26 @@ def main() -> None:
         names = known_names()
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
             list(ex.map(lambda n: stop(n, remove=True), names))
+        remove_networks()
         FLEET_JSON.unlink(missing_ok=True)
         log(f"stopped and removed {len(names)} VM(s)")
     elif args.cmd == "stop":
         stop(args.name, remove=False)
     elif args.cmd == "start":
         start([args.name])
+    elif args.cmd == "up-private":
+        entries = up_private(args.name, args.via)
+        print(json.dumps(entries, indent=2))
+    elif args.cmd == "info":
+        print(json.dumps([info(n) for n in args.names], indent=2))
+    elif args.cmd == "exec":
+        argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+        raise SystemExit(exec_in(args.name, argv))
+    elif args.cmd == "remove":
+        remove(args.name)
+    elif args.cmd == "_wait-ssh":
+        ok = wait_ssh(args.address, time.monotonic() + args.seconds)
+        raise SystemExit(0 if ok else 1)
     elif args.cmd == "status":
         for n in known_names():
             pid = pid_of(n)
