@@ -26,7 +26,6 @@ from vmgitops.inventory.model import ALL, UNGROUPED, Inventory, InventoryError, 
 _SECTION = re.compile(r"^\[([^:\]\s]+)(?::(\w+))?\]\s*(?:[#;].*)?$")
 _GROUP_NAME = re.compile(r"^([^:\]\s]+)\s*(?:[#;].*)?$")
 _COMMENT = ("#", ";")
-PORT_VAR = "ansible_port"
 
 
 @dataclass
@@ -72,7 +71,7 @@ def parse_ini(text: str, source: str) -> Inventory:
             else:
                 _declare(inv, group, loc, declared, pending)
             continue
-        if line.startswith("["):
+        if line.startswith("[") and line.endswith("]"):
             raise InventoryError(
                 "invalid section header: write [group], [group:children] or [group:vars], "
                 "with no spaces inside the brackets",
@@ -147,10 +146,8 @@ def _host_line(inv: Inventory, group: str, line: str, loc: Location) -> None:
             )
         key, value = token.split("=", 1)
         variables[key] = parse_value(value)
-    if port is not None:
-        variables.setdefault(PORT_VAR, port)
     for name in names:
-        inv.host(name, group, loc).vars.update(variables)
+        inv.host(name, group, loc, port).vars.update(variables)
 
 
 def _var_line(line: str, loc: Location) -> tuple[str, Any]:

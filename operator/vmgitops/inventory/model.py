@@ -12,6 +12,7 @@ from typing import Any
 ALL = "all"
 UNGROUPED = "ungrouped"
 GROUP_PRIORITY_VAR = "ansible_group_priority"
+PORT_VAR = "ansible_port"
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,17 @@ class Inventory:
             found.location = location
         return found
 
-    def host(self, name: str, group: str, location: Location | None = None) -> Host:
-        """The host of that name, created when first seen, and made a member of `group`."""
+    def host(
+        self, name: str, group: str, location: Location | None = None, port: int | None = None
+    ) -> Host:
+        """The host of that name, created when first seen, and made a member of `group`.
+        A `name:port` pattern sets `ansible_port`, as in Ansible only where the host is
+        first written."""
         found = self.hosts.get(name)
         if found is None:
             found = self.hosts[name] = Host(name, location)
+            if port is not None:
+                found.vars[PORT_VAR] = port
         g = self.group(group)
         if group not in found.groups:
             found.groups.append(group)
@@ -200,7 +207,8 @@ class Inventory:
         for layer in ("vars", "file_vars"):
             for g in groups:
                 for key, value in getattr(g, layer).items():
-                    merged[key] = VarValue(value, g.name)
+                    if key != GROUP_PRIORITY_VAR:  # read by `priority`, not a variable
+                        merged[key] = VarValue(value, g.name)
         for layer_vars in (host.vars, host.file_vars):
             for key, value in layer_vars.items():
                 merged[key] = VarValue(value, None)

@@ -24,7 +24,6 @@ from typing import Any
 import yaml
 
 from vmgitops.inventory.hostpattern import HostPatternError, parse_host_pattern
-from vmgitops.inventory.ini import PORT_VAR
 from vmgitops.inventory.model import (
     ALL,
     Inventory,
@@ -159,10 +158,8 @@ class _Walker:
             node, f"variables of host '{pattern}'", lone_string=False
         ):
             variables[self.name(var_key, "variable")] = self.value(var_value)
-        if port is not None:
-            variables.setdefault(PORT_VAR, port)
         for host in names:
-            self.inv.host(host, group, loc).vars.update(variables)
+            self.inv.host(host, group, loc, port).vars.update(variables)
 
     def list_output(self, root: yaml.MappingNode) -> None:
         """`ansible-inventory --list`: groups with lists of hosts and children, and all

@@ -233,6 +233,25 @@ def test_ini_values_read_as_ansible_reads_them(line: str, expected: object) -> N
     assert value == expected
 
 
+def test_ini_host_lines_with_addresses_and_ports() -> None:
+    i = inv(
+        """
+        10.0.0.1:2200 a=1
+        [2001:db8::1]:2222
+        2001:db8::2
+        [web]
+        w1
+        w1:2299
+        """,
+        "addr.ini",
+    )
+    assert list(i.hosts) == ["10.0.0.1", "2001:db8::1", "2001:db8::2", "w1"]
+    assert effective(i, "10.0.0.1") == {"a": 1, "ansible_port": 2200}
+    assert effective(i, "2001:db8::1") == {"ansible_port": 2222}
+    # As in Ansible, a port in a pattern counts only where the host is first written.
+    assert effective(i, "w1") == {}
+
+
 def test_hosts_in_several_groups_merge_their_variables() -> None:
     i = inv(
         """
