@@ -23,7 +23,7 @@ _AUTH = re.compile(
     re.I,
 )
 _MISSING = re.compile(
-    r"repository .* not found|does not appear to be a git repository|"
+    r"repository .* not found|no such repository|does not appear to be a git repository|"
     r"not exported|returned error: 404|No such file or directory",
     re.I,
 )
@@ -36,10 +36,13 @@ _UNREACHABLE = re.compile(
 )
 
 
+_NOISE = ("hint:", "error: unable to read askpass response")
+
+
 def excerpt(stderr: str, scrub: Callable[[str], str], limit: int = 300) -> str:
     """The last meaningful lines of git's stderr: scrubbed, printable, bounded."""
     lines = [scrub(line).strip() for line in stderr.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("hint:")]
+    lines = [line for line in lines if line and not line.startswith(_NOISE)]
     text = " / ".join(lines[-3:])
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= limit else "..." + text[-(limit - 3) :]

@@ -36,11 +36,20 @@ _CONFIG: tuple[tuple[str, str], ...] = (
 )
 
 
-def base_env(policy: SourcePolicy, git_dir: Path) -> dict[str, str]:
-    """What every git command of vmgitops runs with (credentials come on top)."""
+#: The remote every network command names; its URL lives only in the environment.
+REMOTE = "origin"
+
+
+def base_env(policy: SourcePolicy, git_dir: Path, remote_url: str | None = None) -> dict[str, str]:
+    """What every git command of vmgitops runs with (credentials come on top).
+
+    `remote_url` becomes `remote.origin.url` through GIT_CONFIG_*: the URL (which may
+    carry a user name) is then in no argv, no log line of GitPython, and no file.
+    """
     config = [
         *_CONFIG,
         *((f"protocol.{name}.allow", "always") for name in policy.protocols),
+        *([(f"remote.{REMOTE}.url", remote_url)] if remote_url else []),
     ]
     env = {
         "GIT_DIR": str(git_dir),

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .failures import fetch_failure
-from .gitcmd import GitResult, base_env, run_git
+from .gitcmd import REMOTE, GitResult, base_env, run_git
 from .revisions import FULL_SHA, Refs, parse_refs
 from .urls import RepoURL, SourcePolicy
 
@@ -51,14 +51,16 @@ class Mirror:
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
-    def _run(self, args: Sequence[str], extra_env: Mapping[str, str] | None = None) -> GitResult:
-        env = {**base_env(self.policy, self.path), **(extra_env or {})}
+    def _run(self, args: Sequence[str], auth: Mapping[str, str] | None = None) -> GitResult:
+        """A git command on the mirror; with `auth`, a network one that may use REMOTE."""
+        remote = self.repo.raw if auth is not None else None
+        env = {**base_env(self.policy, self.path, remote), **(auth or {})}
         return run_git(self.path, args, env=env, timeout=self.timeout)
 
     def ls_remote(self, auth: Mapping[str, str], extra_ref: str | None = None) -> Refs:
         """The server's HEAD, branches and tags now (plus `extra_ref`, a full ref name)."""
         patterns = ["HEAD", "refs/heads/*", "refs/tags/*", *([extra_ref] if extra_ref else [])]
-        result = self._run(["ls-remote", "--symref", "--", self.repo.raw, *patterns], auth)
+        result = self._run(["ls-remote", "--symref", "--", REMOTE, *patterns], auth)
         if not result.ok:
             raise self._failure("listing", result)
         return parse_refs(result.stdout)
@@ -72,17 +74,20 @@ class Mirror:
     ) -> None:
         """Fetches refspecs into the mirror, pruning (by default) what the server deleted."""
         args = ["fetch", *(["--prune"] if prune else []), "--no-tags", "--no-write-fetch-head"]
-        args += ["--no-recurse-submodules", "--quiet", "--", self.repo.raw, *refspecs]
+        args += ["--no-recurse-submodules", "--quiet", "--", REMOTE, *refspecs]
         result = self._run(args, auth)
         if not result.ok:
             raise self._failure("fetching", result)
         log.debug("fetched %s in %.2fs", self.repo.display, result.elapsed)
 
     def _failure(self, action: str, result: GitResult) -> Exception:
+        stderr = result.stderr.replace(self.repo.raw, self.repo.display)
+        if self.repo.user:
+            stderr = stderr.replace(f"{self.repo.user}@", "")
         return fetch_failure(
             action,
             self.repo.display,
-            result.stderr,
+            stderr,
             timed_out=result.timed_out,
             timeout=self.timeout,
             scrub=self.scrub,

@@ -111,6 +111,12 @@ def test_excerpt_is_scrubbed_bounded_and_printable() -> None:
             id="git-daemon-missing-repo",
         ),
         pytest.param(
+            "fatal: remote error: no such repository: /x.git",
+            GitFetchFailed,
+            "no such repository",
+            id="git-daemon-informative-missing-repo",
+        ),
+        pytest.param(
             "fatal: unable to connect to 127.0.0.1:\n"
             "127.0.0.1[0: 127.0.0.1]: errno=Connection refused",
             GitFetchFailed,
@@ -135,6 +141,14 @@ def test_fetch_failure_classified(stderr: str, cls: type[GitFetchFailed], says: 
     assert type(error) is cls
     assert says in error.message
     assert error.message.startswith("listing https://h/r.git failed")
+
+
+def test_askpass_noise_is_left_out() -> None:
+    stderr = (
+        "error: unable to read askpass response from '/usr/bin/false'\n"
+        "fatal: could not read Username for 'https://h': terminal prompts disabled"
+    )
+    assert "askpass" not in excerpt(stderr, Scrubber())
 
 
 def test_timeout_message() -> None:
