@@ -30,6 +30,18 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--liveness", default=None, help="kopf liveness endpoint, e.g. http://0.0.0.0:8081/healthz"
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="Prometheus /metrics port (default $VMGITOPS_METRICS_PORT or 8080; 0: any free "
+        "port, logged; negative: off)",
+    )
+    p.add_argument(
+        "--metrics-address",
+        default=os.environ.get("VMGITOPS_METRICS_ADDRESS") or "0.0.0.0",  # noqa: S104
+        help="address /metrics listens on (default $VMGITOPS_METRICS_ADDRESS or 0.0.0.0)",
+    )
     p.set_defaults(func=run)
 
 
@@ -54,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import vmgitops.handlers  # noqa: F401  (registers the handlers)
 
+    _serve_metrics(
+        args.metrics_address, s.metrics_port if args.metrics_port is None else args.metrics_port
+    )
+
     namespaces = list(args.namespace)
     asyncio.run(
         kopf.operator(
@@ -64,3 +80,22 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _serve_metrics(address: str, port: int) -> None:
+    """Start /metrics; a busy port is logged, not fatal (reconciling matters more)."""
+    log = logging.getLogger("vmgitops.metrics")
+    if port < 0:
+        log.info("metrics disabled")
+        return
+    from vmgitops import metrics
+
+    metrics.current()
+    try:
+        host, bound = metrics.serve(address, port)
+    except OSError as exc:
+        log.error(
+            "metrics: cannot listen on %s:%d (%s); running without /metrics", address, port, exc
+        )
+        return
+    log.info("metrics at http://%s:%d/metrics", host, bound)

@@ -19,7 +19,7 @@ from vmgitops.transport.config import (
     build_connection_config,
 )
 from vmgitops.transport.errors import CredentialsMissing, TransportError
-from vmgitops.transport.keys import KeyCache
+from vmgitops.transport.keys import KeyCache, secret_bytes
 from vmgitops.transport.pool import ConnectionPool
 
 #: (namespace, name) -> Secret body as the API returns it, or None when absent.
@@ -28,8 +28,70 @@ SecretLookup = Callable[[str, str], Mapping[str, Any] | None]
 TargetLookup = Callable[[str, str], Mapping[str, Any] | None]
 
 
+#: The key of a sudo password in its Secret when spec.become.passwordSecretRef names none.
+DEFAULT_PASSWORD_KEY = "password"  # noqa: S105 - the name of a Secret key
+
+
+class BastionUnreachable(TransportError):
+    """spec.bastion names a target that does not exist (or a chain that is too long)."""
+
+    reason = "BastionUnreachable"
+
+
 def _secret_name(spec: Mapping[str, Any]) -> str:
     return str(((spec.get("credentials") or {}).get("secretRef") or {}).get("name") or "")
+
+
+def password_secret_ref(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(Secret name, key) of spec.become.passwordSecretRef, if any."""
+    become = spec.get("become") or {}
+    ref = become.get("passwordSecretRef") or {}
+    name = str(ref.get("name") or "")
+    if not become or not name:
+        return None
+    return name, str(ref.get("key") or DEFAULT_PASSWORD_KEY)
+
+
+def bastion_name(spec: Mapping[str, Any]) -> str:
+    return str(((spec.get("bastion") or {}).get("targetRef") or {}).get("name") or "")
+
+
+def referenced_secrets(spec: Mapping[str, Any]) -> list[str]:
+    """The Secrets a target's connection depends on directly (not its bastion's)."""
+    names = [_secret_name(spec)]
+    ref = password_secret_ref(spec)
+    if ref is not None:
+        names.append(ref[0])
+    return sorted({n for n in names if n})
+
+
+def sudo_password(
+    spec: Mapping[str, Any], *, namespace: str, secrets: SecretLookup
+) -> bytes | None:
+    """The sudo password named by spec.become.passwordSecretRef; None when none is set.
+
+    Raises CredentialsMissing (naming the Secret and key, never the value) when the
+    Secret or its key is missing.
+    """
+    ref = password_secret_ref(spec)
+    if ref is None:
+        return None
+    name, key = ref
+    secret = secrets(namespace, name)
+    if secret is None:
+        raise CredentialsMissing(
+            f"Secret {namespace}/{name} (spec.become.passwordSecretRef) does not exist"
+        )
+    value = secret_bytes(secret, namespace=namespace, name=name, field=key)
+    assert value is not None
+    # A password written from a file usually ends in a newline that is not part of it.
+    if value.endswith(b"\r\n"):
+        value = value[:-2]
+    elif value.endswith(b"\n"):
+        value = value[:-1]
+    if not value:
+        raise CredentialsMissing(f"Secret {namespace}/{name} key {key!r} is empty")
+    return value
 
 
 def connection_config(
@@ -53,14 +115,15 @@ def connection_config(
             "is not of type kubernetes.io/ssh-auth; create it with the key in ssh-privatekey"
         )
     bastion = None
-    bastion_name = str(((spec.get("bastion") or {}).get("targetRef") or {}).get("name") or "")
-    if bastion_name:
+    hop = bastion_name(spec)
+    if hop:
         if depth >= MAX_BASTION_DEPTH:
-            raise TransportError(f"more than {MAX_BASTION_DEPTH} bastion hops from {name}")
-        bastion_body = targets(namespace, bastion_name)
+            raise BastionUnreachable(f"more than {MAX_BASTION_DEPTH} bastion hops from {name}")
+        bastion_body = targets(namespace, hop)
         if bastion_body is None:
-            raise TransportError(
-                f"bastion VirtualMachineTarget {namespace}/{bastion_name} does not exist"
+            raise BastionUnreachable(
+                f"bastion VirtualMachineTarget {namespace}/{hop} (spec.bastion.targetRef) "
+                "does not exist"
             )
         bastion = connection_config(
             bastion_body,
@@ -71,6 +134,8 @@ def connection_config(
             depth=depth + 1,
         )
     recorded = str((body.get("status") or {}).get("hostKeyFingerprint") or "") or None
+    # A bastion only carries the tunnel: its own sudo settings play no part in it.
+    password = sudo_password(spec, namespace=namespace, secrets=secrets) if depth == 0 else None
     return build_connection_config(
         spec,
         namespace=namespace,
@@ -79,6 +144,7 @@ def connection_config(
         key_cache=key_cache,
         recorded_fingerprint=recorded,
         bastion=bastion,
+        sudo_password=password,
         timeouts=timeouts,
     )
 
