@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import glob
 import logging
 import os
 import socket
 import stat
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +27,7 @@ from gitserver import GitDaemon, SmartHTTPServer, Workdir, free_port, init_bare,
 from testbed import DEV, VM
 from vmgitops.source import (
     GitAuthenticationFailed,
+    GitCredentialsInvalid,
     GitFetchFailed,
     GitSource,
     PathEscape,
@@ -436,3 +440,59 @@ async def test_password_never_in_url_or_argv(
     await source.resolve(made.url, "main", basic_auth("deploy", PASSWORD))
     assert any("ls-remote" in argv for argv in seen)
     assert not any(leaked(" ".join(argv)) for argv in seen)
+
+
+# -- SSH against the fleet's real sshd ------------------------------------------------
+
+
+def ssh_auth(private_key: str, known_hosts: str | None) -> dict[str, Any]:
+    data = {"ssh-privatekey": base64.b64encode(private_key.encode()).decode()}
+    if known_hosts is not None:
+        data["known_hosts"] = base64.b64encode(known_hosts.encode()).decode()
+    return {"type": "kubernetes.io/ssh-auth", "data": data}
+
+
+def other_key(tmp_path: Path) -> str:
+    key = tmp_path / "other_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30
+    )
+    return key.read_text()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("ssh://{user}@{address}:{port}/srv/app.git", id="ssh-url"),
+        pytest.param("{user}@{address}:/srv/app.git", id="scp-like"),
+    ],
+)
+async def test_ssh_key_and_known_hosts_reach_a_real_sshd(
+    source: GitSource, fleet: list[VM], tmp_path: Path, url: str
+) -> None:
+    """The fleet's VMs run OpenSSH without git: authentication succeeds, then the server
+    has no git-upload-pack. A wrong host key or key fails earlier, with its own reason."""
+    vm = fleet[0]
+    if "{port}" not in url and vm.port != 22:
+        pytest.skip("scp-like URLs have no port")
+    repo_url = url.format(user=vm.user, address=vm.address, port=vm.port)
+    host = vm.address if vm.port == 22 else f"[{vm.address}]:{vm.port}"
+    right_hosts = f"{host} {vm.host_public_key}\n"
+    wrong_host_key = next((v.host_public_key for v in fleet[1:]), None)
+
+    with pytest.raises(GitFetchFailed, match="no git-upload-pack") as ok:
+        await source.resolve(repo_url, "main", ssh_auth(vm.private_key, right_hosts))
+    assert type(ok.value) is GitFetchFailed  # got past host key and key checks
+
+    if wrong_host_key is not None:
+        with pytest.raises(GitAuthenticationFailed, match="known_hosts"):
+            await source.resolve(
+                repo_url, "main", ssh_auth(vm.private_key, f"{host} {wrong_host_key}\n")
+            )
+    with pytest.raises(GitAuthenticationFailed, match="refused the credentials") as refused:
+        await source.resolve(repo_url, "main", ssh_auth(other_key(tmp_path), right_hosts))
+    assert vm.private_key.splitlines()[1] not in str(refused.value)
+    with pytest.raises(GitCredentialsInvalid, match="known_hosts"):
+        await source.resolve(repo_url, "main", ssh_auth(vm.private_key, None))
+    leftovers = glob.glob(os.path.join(tempfile.gettempdir(), "vmgitops-git-*"))
+    assert leftovers == [], "key files must be removed after each git command"

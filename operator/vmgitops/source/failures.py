@@ -27,6 +27,7 @@ _MISSING = re.compile(
     r"not exported|returned error: 404|No such file or directory",
     re.I,
 )
+_NO_GIT = re.compile(r"upload-pack: (command )?not found|upload-pack.*No such file", re.I)
 _UNREACHABLE = re.compile(
     r"Could not resolve host|Connection refused|Connection timed out|"
     r"unable to connect|Failed to connect|Network is unreachable|No route to host|"
@@ -79,6 +80,11 @@ def fetch_failure(
     if _MISSING.search(stderr):
         return GitFetchFailed(
             f"{where} failed: no such repository on the server{detail}; check spec.source.repoURL"
+        )
+    if _NO_GIT.search(stderr):
+        return GitFetchFailed(
+            f"{where} failed: the server has no git-upload-pack{detail}; check that "
+            "spec.source.repoURL names a Git server"
         )
     if _UNREACHABLE.search(stderr):
         return GitFetchFailed(

@@ -130,6 +130,13 @@ def test_excerpt_is_scrubbed_bounded_and_printable() -> None:
             id="dns-failure",
         ),
         pytest.param(
+            "bash: line 1: git-upload-pack: command not found\n"
+            "fatal: Could not read from remote repository.",
+            GitFetchFailed,
+            "no git-upload-pack",
+            id="ssh-server-without-git",
+        ),
+        pytest.param(
             "fatal: something new", GitFetchFailed, "git: fatal: something new", id="other"
         ),
     ],
