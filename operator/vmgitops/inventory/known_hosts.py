@@ -14,10 +14,10 @@ import base64
 import binascii
 import functools
 import hashlib
-import hmac
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import Any
 
 from vmgitops.inventory.model import Location
 
@@ -38,13 +38,27 @@ class Entry:
     """(salt, hmac-sha1 of the name) for a hashed line."""
     marker: str | None = None
     matched: list[str] = field(default_factory=list, compare=False)
+    _pads: tuple[Any, Any] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.hashed is not None:
+            # HMAC-SHA1 by hand with the pads hashed once: every host of a large inventory
+            # is tried against every hashed line, and this is 2x faster than hmac.new.
+            key = self.hashed[0]
+            if len(key) > 64:
+                key = hashlib.sha1(key, usedforsecurity=False).digest()
+            key = key.ljust(64, b"\0")
+            inner = hashlib.sha1(bytes(b ^ 0x36 for b in key), usedforsecurity=False)
+            outer = hashlib.sha1(bytes(b ^ 0x5C for b in key), usedforsecurity=False)
+            object.__setattr__(self, "_pads", (inner, outer))
 
     def matches(self, lookup: str) -> bool:
         """Whether this line is about `lookup` (`host` or `[host]:port`)."""
-        if self.hashed is not None:
-            salt, digest = self.hashed
-            mac = hmac.new(salt, lookup.encode(), hashlib.sha1).digest()
-            return hmac.compare_digest(mac, digest)
+        if self.hashed is not None and self._pads is not None:
+            inner, outer = (pad.copy() for pad in self._pads)
+            inner.update(lookup.encode())
+            outer.update(inner.digest())
+            return bool(outer.digest() == self.hashed[1])
         positive = False
         for pattern in self.patterns:
             negated = pattern.startswith("!")
@@ -80,7 +94,10 @@ class KnownHosts:
     entries: list[Entry] = field(default_factory=list)
     problems: list[tuple[Location, str]] = field(default_factory=list)
     _index: dict[str, list[int]] | None = field(default=None, repr=False, compare=False)
-    _scan: list[int] = field(default_factory=list, repr=False, compare=False)
+    _wild: list[int] = field(default_factory=list, repr=False, compare=False)
+    _hashed: list[tuple[int, Any, Any, bytes]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def lookup(self, names: list[str], port: int) -> HostKeys:
         """The keys for a host reached as any of `names` (address first) on `port`."""
@@ -91,9 +108,7 @@ class KnownHosts:
         keys: list[str] = []
         revoked: list[str] = []
         cas: list[Location] = []
-        for entry in self._candidates(lookups):
-            if not any(entry.matches(lookup) for lookup in lookups):
-                continue
+        for entry in self._matching(lookups):
             entry.matched.append(lookups[0])
             if entry.marker == REVOKED:
                 revoked.append(entry.key)
@@ -103,19 +118,38 @@ class KnownHosts:
                 keys.append(entry.key)
         return HostKeys([k for k in keys if k not in revoked], revoked, cas)
 
-    def _candidates(self, lookups: list[str]) -> list[Entry]:
+    def _matching(self, lookups: list[str]) -> list[Entry]:
+        """The entries about any of `lookups`, in file order. Plain names are found in an
+        index; wildcard and hashed lines are tried one by one, the hashed ones in a tight
+        loop (a large fleet tries thousands of hosts against thousands of lines)."""
         if self._index is None:
-            self._index, self._scan = {}, []
+            self._index = {}
             for position, entry in enumerate(self.entries):
                 names = entry.literal_names
-                if names is None:
-                    self._scan.append(position)
+                if entry.hashed is not None and entry._pads is not None:
+                    inner, outer = entry._pads
+                    self._hashed.append((position, inner, outer, entry.hashed[1]))
+                elif names is None:
+                    self._wild.append(position)
                 for name in names or ():
                     self._index.setdefault(name, []).append(position)
-        positions = set(self._scan)
+        hits: set[int] = set()
         for lookup in lookups:
-            positions.update(self._index.get(lookup, ()))
-        return [self.entries[p] for p in sorted(positions)]
+            hits.update(self._index.get(lookup, ()))
+        for position in self._wild:
+            if any(self.entries[position].matches(lookup) for lookup in lookups):
+                hits.add(position)
+        encoded = [lookup.encode() for lookup in lookups]
+        for position, inner_pad, outer_pad, digest in self._hashed:
+            for candidate in encoded:
+                inner = inner_pad.copy()
+                inner.update(candidate)
+                outer = outer_pad.copy()
+                outer.update(inner.digest())
+                if outer.digest() == digest:
+                    hits.add(position)
+                    break
+        return [self.entries[p] for p in sorted(hits)]
 
     def unmatched_hashed(self) -> int:
         """Hashed lines that matched no host looked up so far."""
