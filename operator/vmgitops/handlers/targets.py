@@ -208,6 +208,7 @@ async def _reconcile(
     target_bodies: kopf.Index[Any, Any],
     *,
     reset_trust: bool = False,
+    retry_now: bool = False,
 ) -> None:
     """Probe one target (unless paused) and write what changed; never raises on a VM."""
     st = state()
@@ -221,6 +222,8 @@ async def _reconcile(
             return  # being deleted: nothing to report on
         if reset_trust:
             st.pool.reset(key)
+        elif retry_now:
+            st.pool.retry_now(key)
         status = st.status_of(key, snap)
         snap["status"] = status
         generation = int(snap["metadata"].get("generation") or 0)
@@ -308,8 +311,14 @@ async def target_event(*, body: kopf.Body, type: str | None, **kwargs: Any) -> N
         and not _newer(str(body.meta.get("resourceVersion") or ""), written.resource_version)
     ):
         return  # our own write for this generation has not reached the watch yet
+    # An edit is the user's "try again": a cached failure (even a host key mismatch,
+    # checked again before any credential is sent) does not outlive it.
     await _reconcile(
-        body, kwargs["credential_secrets"], kwargs["target_bodies"], reset_trust=cleared
+        body,
+        kwargs["credential_secrets"],
+        kwargs["target_bodies"],
+        reset_trust=cleared,
+        retry_now=body.status.get("observedGeneration") != generation,
     )
 
 

@@ -246,6 +246,20 @@ class ConnectionPool:
             entry.last_error = None
             entry.sticky = False
 
+    def retry_now(self, target: str) -> None:
+        """Forget a cached failure and its backoff, keeping any key learned on first use.
+
+        For a user's edit of the target (a new generation): the next connect is a fresh
+        attempt, with the same host key checks, so a mismatch can only end in success
+        when the VM really presents an acceptable key.
+        """
+        entry = self._entries.get(target)
+        if entry is not None:
+            entry.failures = 0
+            entry.next_attempt = 0.0
+            entry.last_error = None
+            entry.sticky = False
+
     async def drop(self, target: str) -> None:
         """Close the target's connection and forget it (the target was deleted)."""
         entry = self._entries.pop(target, None)
