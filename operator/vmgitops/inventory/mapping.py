@@ -599,6 +599,14 @@ class _Mapper:
             elif resolved:
                 d.bastion = next(iter(resolved))
 
+    def _inventory_host(self, key: str) -> str | None:
+        """The inventory host named or addressed as `key`, imported or not."""
+        for host in self.inv:
+            address = self.inv.effective_vars(host).get("ansible_host")
+            if key in (host.name.lower(), str(address.value).lower() if address else None):
+                return host.name
+        return None
+
     def _resolve(
         self,
         d: _Draft,
@@ -615,10 +623,14 @@ class _Mapper:
         if bastion is None and named is not None and jump.port in (None, named.port):
             bastion = named
         if bastion is None:
+            skipped = self._inventory_host(key)
             self.finding(
                 Severity.WARNING,
-                f"jump host {jump} is not a host of this inventory, so spec.bastion is not "
-                "set (add the bastion to the inventory to have it as a target)",
+                f"jump host {jump} is the inventory host '{skipped}', which is not imported "
+                "(see the error about it), so spec.bastion is not set"
+                if skipped
+                else f"jump host {jump} is not a host of this inventory, so spec.bastion is "
+                "not set (add the bastion to the inventory to have it as a target)",
                 d.host,
                 var,
                 value,

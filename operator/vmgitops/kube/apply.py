@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,63 +103,89 @@ def server_side_apply(
     field_manager: str = "vmgitops",
     *,
     force_conflicts: bool = False,
+    workers: int = 8,
 ) -> ApplyCounts:
-    """Apply each object with server-side apply, in order; stops at the first failure
-    (ApplyError names the object). A namespaced object without metadata.namespace goes to
-    `namespace`, else to the current context's namespace."""
+    """Apply every object with server-side apply, `workers` at a time; results keep the
+    order of `objects`. Objects that fail do not stop the others: ApplyError then names
+    each of them and carries the counts of those that were applied. A namespaced object
+    without metadata.namespace goes to `namespace`, else to the current context's."""
     import urllib3
     from kubernetes import dynamic as _dynamic
     from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
     api, context_namespace = _api_client(kubeconfig)
+    dynamic: Any = _dynamic
+
+    def unreachable(exc: Exception) -> ApplyError:
+        return ApplyError(
+            f"cannot reach the API server at {api.configuration.host}: {_reason(exc)}"
+        )
+
+    def apply_one(dyn: Any, resource: Any, obj: Mapping[str, Any]) -> str:
+        body = {**obj, "metadata": dict(obj["metadata"])}
+        ns = None
+        if resource.namespaced:
+            ns = body["metadata"].get("namespace") or namespace or context_namespace
+            body["metadata"]["namespace"] = ns
+        name = body["metadata"]["name"]
+        try:
+            try:
+                before = resource.get(name=name, namespace=ns).metadata.resourceVersion
+            except NotFoundError:
+                before = None
+            after = dyn.server_side_apply(
+                resource,
+                body=body,
+                name=name,
+                namespace=ns,
+                field_manager=field_manager,
+                force_conflicts=force_conflicts,
+            ).metadata.resourceVersion
+        except DynamicApiError as exc:
+            hint = (
+                " (another field manager owns these fields: re-run with --force-conflicts "
+                "to take them over)"
+                if getattr(exc, "status", None) == 409
+                else ""
+            )
+            raise ApplyError(f"{_describe(obj)}: {_reason(exc)}{hint}") from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, TLS, timeouts
+            raise unreachable(exc) from None
+        return CREATED if before is None else UNCHANGED if before == after else CONFIGURED
+
+    items = list(objects)
     counts = ApplyCounts()
     try:
-        dynamic: Any = _dynamic
-        dyn = dynamic.DynamicClient(api)
-        for obj in objects:
-            what = _describe(obj)
-            try:
-                resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-            except ResourceNotFoundError:
-                raise ApplyError(
-                    f"{what}: the API server does not serve {obj['kind']} in {obj['apiVersion']}"
-                    " (are the CRDs installed? kubectl apply -f crds/)"
-                ) from None
-            body = {**obj, "metadata": dict(obj["metadata"])}
-            ns = None
-            if resource.namespaced:
-                ns = body["metadata"].get("namespace") or namespace or context_namespace
-                body["metadata"]["namespace"] = ns
-            name = body["metadata"]["name"]
-            try:
+        try:
+            dyn = dynamic.DynamicClient(api)
+            resources: list[Any] = []
+            for obj in items:
                 try:
-                    before = resource.get(name=name, namespace=ns).metadata.resourceVersion
-                except NotFoundError:
-                    before = None
-                after = dyn.server_side_apply(
-                    resource,
-                    body=body,
-                    name=name,
-                    namespace=ns,
-                    field_manager=field_manager,
-                    force_conflicts=force_conflicts,
-                ).metadata.resourceVersion
-            except DynamicApiError as exc:
-                hint = (
-                    " (another field manager owns these fields: re-run with --force-conflicts "
-                    "to take them over)"
-                    if getattr(exc, "status", None) == 409
-                    else ""
-                )
-                raise ApplyError(f"{what}: {_reason(exc)}{hint}") from None
-            outcome = CREATED if before is None else UNCHANGED if before == after else CONFIGURED
-            counts.results.append((what, outcome))
-    except ApplyError as exc:
-        raise ApplyError(str(exc), counts) from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:  # refused, TLS, timeouts
-        raise ApplyError(
-            f"cannot reach the API server at {api.configuration.host}: {_reason(exc)}", counts
-        ) from None
+                    resources.append(
+                        dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+                    )
+                except ResourceNotFoundError:
+                    raise ApplyError(
+                        f"{_describe(obj)}: the API server does not serve {obj['kind']} in "
+                        f"{obj['apiVersion']} (are the CRDs installed? kubectl apply -f crds/)"
+                    ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise unreachable(exc) from None
+        failures: list[str] = []
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [
+                pool.submit(apply_one, dyn, resource, obj)
+                for resource, obj in zip(resources, items, strict=True)
+            ]
+            for obj, future in zip(items, futures, strict=True):
+                try:
+                    counts.results.append((_describe(obj), future.result()))
+                except ApplyError as exc:
+                    failures.append(str(exc))
     finally:
         api.close()
+    if failures:
+        distinct = list(dict.fromkeys(failures))
+        shown = "; ".join(distinct[:5]) + ("; ..." if len(distinct) > 5 else "")
+        raise ApplyError(f"{len(failures)} of {len(items)} object(s) failed: {shown}", counts)
     return counts

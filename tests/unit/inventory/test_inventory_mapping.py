@@ -375,6 +375,20 @@ def test_jump_hosts_map_to_bastions_in_the_inventory(
         assert len(messages) == 1 and words in messages[0], messages
 
 
+def test_a_jump_through_a_host_that_was_not_imported_says_so() -> None:
+    out = run(
+        """
+        jump ansible_host=203.0.113.10 ansible_connection=local
+        app1 ansible_user=u ansible_ssh_common_args='-J 203.0.113.10'
+        """
+    )
+    assert list(out.targets) == ["app1"]
+    assert [m for _, _, m in out.about("app1")] == [
+        "jump host 203.0.113.10 is the inventory host 'jump', which is not imported (see the "
+        "error about it), so spec.bastion is not set"
+    ]
+
+
 def test_a_group_jump_that_names_the_bastion_itself_is_reported() -> None:
     out = run(
         """
