@@ -125,7 +125,14 @@ class _CGIHandler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         self.server.requests += 1
+        self.server.authorizations.append(self.headers.get("Authorization", ""))
         body = self._body()
+        if self.server.redirect_to:
+            self.send_response(302)
+            self.send_header("Location", self.server.redirect_to + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if not self._authorized():
             self.server.rejected += 1
             self.send_response(401)
@@ -177,13 +184,19 @@ class SmartHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, username: str, password: str) -> None:
+    def __init__(
+        self, root: Path, username: str, password: str, *, redirect_to: str | None = None
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _CGIHandler)
         self.root = root
         self.username = username
         self.password = password
+        #: Answer every request with a redirect to this base URL instead.
+        self.redirect_to = redirect_to
         self.requests = 0
         self.rejected = 0
+        #: The Authorization header of every request ("" when absent).
+        self.authorizations: list[str] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

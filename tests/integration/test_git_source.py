@@ -434,6 +434,19 @@ async def test_basic_auth_over_smart_http(
         assert "deploy@" not in text, text
 
 
+async def test_password_never_follows_a_redirect_to_another_host(
+    source: GitSource, http_repo: tuple[SmartHTTPServer, Repo], tmp_path: Path
+) -> None:
+    """The askpass helper answers only for the repoURL's own host:port."""
+    target, made = http_repo
+    with SmartHTTPServer(tmp_path, "x", "y", redirect_to=target.url) as redirector:
+        url = made.url.replace(target.url, redirector.url)
+        with pytest.raises(GitAuthenticationFailed):
+            await source.resolve(url, "main", basic_auth("deploy", PASSWORD))
+        assert redirector.requests >= 1
+    assert not any(leaked(header) for header in target.authorizations)
+
+
 async def test_password_never_in_url_or_argv(
     source: GitSource, http_repo: tuple[SmartHTTPServer, Repo], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import GitCredentialsInvalid
 from .urls import RepoURL, SourcePolicy, is_loopback_host
@@ -32,14 +33,16 @@ SSH_AUTH_TYPE = "kubernetes.io/ssh-auth"
 KNOWN_HOSTS_KEY = "known_hosts"
 USERNAME_ENV = "VMGITOPS_GIT_USERNAME"
 PASSWORD_ENV = "VMGITOPS_GIT_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
+HOST_ENV = "VMGITOPS_GIT_HOST"
 #: A user name this long is probably a token (`https://<token>@host` logins).
 TOKEN_LIKE_USERNAME = 20
 
 _ASKPASS = f"""#!/bin/sh
-# vmgitops: answers git's credential prompts from the environment of this git command.
+# vmgitops: answers git's credential prompts from the environment of this git command,
+# and only for the repository's own host (never for one a redirect led to).
 case "$1" in
-  Username*) printf '%s\\n' "${USERNAME_ENV}" ;;
-  Password*) printf '%s\\n' "${PASSWORD_ENV}" ;;
+  "Username for '"*"//${HOST_ENV}': ") printf '%s\\n' "${USERNAME_ENV}" ;;
+  "Password for '"*[/@]"${HOST_ENV}': ") printf '%s\\n' "${PASSWORD_ENV}" ;;
   *) exit 1 ;;
 esac
 """
@@ -212,11 +215,17 @@ def _write_private(path: Path, text: str, mode: int) -> None:
         handle.write(text)
 
 
+def prompt_host(repo: RepoURL) -> str:
+    """The host[:port] git names in its credential prompts for this URL."""
+    return urlsplit(repo.raw).netloc.rpartition("@")[2]
+
+
 @contextmanager
 def auth_env(
-    creds: GitCredentials | None, *, connect_timeout: float = 30
+    creds: GitCredentials | None, repo: RepoURL, *, connect_timeout: float = 30
 ) -> Iterator[dict[str, str]]:
-    """Environment for one git command with these credentials; its files go afterwards."""
+    """Environment for one git command on `repo` with these credentials; its files go
+    afterwards."""
     false = shutil.which("false") or "/bin/false"
     if creds is None:
         yield {"GIT_ASKPASS": false, "SSH_ASKPASS": false}
@@ -229,6 +238,7 @@ def auth_env(
             yield {
                 "GIT_ASKPASS": str(script),
                 "SSH_ASKPASS": false,
+                HOST_ENV: prompt_host(repo),
                 USERNAME_ENV: creds.username,
                 PASSWORD_ENV: creds.password,
             }

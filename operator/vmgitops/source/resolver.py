@@ -64,12 +64,12 @@ class RepoAccess:
                 f"the Git cache {self.mirror.path.parent} is not writable "
                 f"({exc.strerror or exc}); check the operator's volume"
             ) from None
-        with auth_env(self.creds, connect_timeout=self.connect_timeout) as auth:
+        with auth_env(self.creds, self.mirror.repo, connect_timeout=self.connect_timeout) as auth:
             return self.mirror.ls_remote(auth, extra_ref)
 
     def fetch(self, refspec: str | None = None) -> None:
         """All branches and tags (pruned), or just `refspec` (not pruned); size-checked."""
-        with auth_env(self.creds, connect_timeout=self.connect_timeout) as auth:
+        with auth_env(self.creds, self.mirror.repo, connect_timeout=self.connect_timeout) as auth:
             if refspec is None:
                 self.mirror.fetch(auth)
             else:

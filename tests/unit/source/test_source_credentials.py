@@ -187,38 +187,37 @@ def test_credentials_that_fit(
     check_fit(creds, parse_repo_url(url), policy)
 
 
+HTTPS = parse_repo_url("https://git.example.com:8443/shop.git")
+
+
 def test_askpass_answers_from_environment_only() -> None:
     creds = BasicAuth("deploy", PASSWORD)
-    with auth_env(creds) as env:
+    with auth_env(creds, HTTPS) as env:
         script = Path(env["GIT_ASKPASS"])
         assert stat.S_IMODE(script.stat().st_mode) == 0o700
         assert PASSWORD not in script.read_text()
-        run_env = {"PATH": os.environ["PATH"], **env}
-        ask = [str(script)]
-        user = subprocess.run(
-            [*ask, "Username for 'https://h': "],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        pw = subprocess.run(
-            [*ask, "Password for 'https://deploy@h': "],
-            env=run_env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        other = subprocess.run(
-            [*ask, "Something else? "], env=run_env, capture_output=True, check=False
-        )
-        assert (user.stdout, pw.stdout, other.returncode) == ("deploy\n", PASSWORD + "\n", 1)
+
+        def ask(prompt: str) -> tuple[int, str]:
+            run_env = {"PATH": os.environ["PATH"], **env}
+            done = subprocess.run(
+                [str(script), prompt], env=run_env, capture_output=True, text=True, check=False
+            )
+            return done.returncode, done.stdout
+
+        host = "git.example.com:8443"
+        assert ask(f"Username for 'https://{host}': ") == (0, "deploy\n")
+        assert ask(f"Password for 'https://deploy@{host}': ") == (0, PASSWORD + "\n")
+        assert ask(f"Password for 'https://{host}': ") == (0, PASSWORD + "\n")
+        assert ask("Username for 'https://evil.example.com': ")[0] == 1
+        assert ask("Password for 'https://deploy@evil.example.com': ")[0] == 1
+        assert ask(f"Password for 'https://deploy@x{host}': ")[0] == 1
+        assert ask("Something else? ")[0] == 1
         assert env[PASSWORD_ENV] == PASSWORD
     assert not script.parent.exists()
 
 
 def test_ssh_key_in_private_file_removed_afterwards() -> None:
-    with auth_env(SSH_OK, connect_timeout=7) as env:
+    with auth_env(SSH_OK, HTTPS, connect_timeout=7) as env:
         argv = shlex.split(env["GIT_SSH_COMMAND"])
         key = Path(argv[argv.index("-i") + 1])
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
@@ -240,12 +239,12 @@ def test_ssh_key_in_private_file_removed_afterwards() -> None:
 
 
 def test_anonymous_never_prompts() -> None:
-    with auth_env(None) as env:
+    with auth_env(None, HTTPS) as env:
         assert Path(env["GIT_ASKPASS"]).name == "false"
 
 
 def test_files_removed_when_git_fails() -> None:
-    with pytest.raises(RuntimeError), auth_env(BasicAuth("u", "p")) as env:
+    with pytest.raises(RuntimeError), auth_env(BasicAuth("u", "p"), HTTPS) as env:
         folder = Path(env["GIT_ASKPASS"]).parent
         raise RuntimeError("git failed")
     assert not folder.exists()
