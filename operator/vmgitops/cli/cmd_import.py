@@ -22,16 +22,14 @@ from vmgitops.api.base import DNS_SUBDOMAIN_PATTERN
 from vmgitops.api.target import HostKeyPolicy
 from vmgitops.inventory.known_hosts import KnownHosts, parse_known_hosts
 from vmgitops.inventory.load import load_inventory, parse_inventory
-from vmgitops.inventory.mapping import (
+from vmgitops.inventory.mapping import ImportOptions, ImportResult, map_inventory
+from vmgitops.inventory.model import Inventory, InventoryError
+from vmgitops.inventory.names import (
     UNIX_USER,
-    ImportOptions,
-    ImportResult,
     is_secret_name,
-    map_inventory,
     valid_label_key,
     valid_label_value,
 )
-from vmgitops.inventory.model import Inventory, InventoryError
 from vmgitops.inventory.report import render, summary
 
 EXIT_OK, EXIT_APPLY_FAILED, EXIT_USAGE, EXIT_INCOMPLETE = 0, 1, 2, 3

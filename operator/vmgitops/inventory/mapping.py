@@ -22,8 +22,6 @@ What maps:
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vmgitops.api.meta import API_VERSION, GROUP, TARGET
+from vmgitops.api.meta import API_VERSION, TARGET
 from vmgitops.api.target import HostKeyPolicy, VirtualMachineTarget
 from vmgitops.inventory.known_hosts import KnownHosts
 from vmgitops.inventory.model import (
@@ -41,16 +39,18 @@ from vmgitops.inventory.model import (
     Location,
     VarValue,
 )
+from vmgitops.inventory.names import (
+    GROUP_LABEL_PREFIX,
+    HOSTNAME_ANNOTATION,
+    UNIX_USER,
+    ansible_bool,
+    ansible_port,
+    group_label_key,
+    is_secret_name,
+    target_name,
+    valid_label_value,
+)
 from vmgitops.inventory.sshargs import Jump, parse_ssh_args
-
-GROUP_LABEL_PREFIX = f"{GROUP}/group-"
-HOSTNAME_ANNOTATION = f"{GROUP}/ansible-inventory-hostname"
-SECRET_WORDS = ("password", "pass", "secret", "token", "key")
-
-LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-UNIX_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$")
 
 ADDRESS_VARS = ("ansible_host", "ansible_ssh_host")
 PORT_VARS = ("ansible_port", "ansible_ssh_port")
@@ -103,12 +103,6 @@ _IGNORED_REASONS: dict[str, str] = {
     ),
     "ansible_python_interpreter": "vmgitops runs no Python on the VM",
 }
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a variable's name suggests it holds a secret; its value is never shown."""
-    lower = name.lower()
-    return any(word in lower for word in SECRET_WORDS)
 
 
 class Severity(StrEnum):
@@ -182,63 +176,6 @@ class _Draft:
 
 def _origin(value: VarValue) -> str:
     return "host variable" if value.group is None else f"from group {value.group}"
-
-
-def target_name(host: str, *, short: bool = False) -> str:
-    """A DNS-1123 subdomain from an inventory host name: lower case, runs of other
-    characters made '-', each dot-separated part trimmed; '' when nothing is left.
-    With `short`, only the first part of a DNS name (not of an IP address)."""
-    name = host.strip().lower()
-    if short and not _is_ip(name):
-        name = name.split(".", 1)[0]
-    name = re.sub(r"[^a-z0-9.-]+", "-", name)
-    parts = [p.strip("-") for p in name.split(".")]
-    name = ".".join(p for p in parts if p)
-    return name[:253].rstrip("-.")
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def group_label_key(group: str) -> str | None:
-    """`vmgitops.io/group-<group>`, or None when the group name cannot make a label key
-    (characters other than letters, digits, '-', '_', '.' become '-')."""
-    part = ("group-" + re.sub(r"[^A-Za-z0-9_.-]+", "-", group)).rstrip("-_.")
-    if len(part) > 63 or not LABEL_NAME.match(part) or part == "group":
-        return None
-    return f"{GROUP}/{part}"
-
-
-def valid_label_key(key: str) -> bool:
-    """A Kubernetes label key: `[prefix/]name`, prefix a DNS subdomain."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not all(DNS_LABEL.match(p) for p in prefix.split("."))):
-        return False
-    return bool(LABEL_NAME.match(name)) and len(name) <= 63
-
-
-def valid_label_value(value: str) -> bool:
-    return len(value) <= 63 and bool(LABEL_VALUE.match(value))
-
-
-def ansible_bool(value: Any) -> bool | None:
-    """Ansible's boolean reading of a variable; None when it is not a boolean."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return {1: True, 0: False}.get(value)
-    if isinstance(value, str):
-        lower = value.strip().lower()
-        if lower in ("yes", "on", "1", "true", "y", "t"):
-            return True
-        if lower in ("no", "off", "0", "false", "n", "f", ""):
-            return False
-    return None
 
 
 def _templated(value: Any) -> bool:
@@ -344,7 +281,7 @@ class _Mapper:
         port = 22
         port_value = self._pick(host, hv, PORT_VARS, consumed)
         if port_value is not None:
-            parsed = _port(port_value.value)
+            parsed = ansible_port(port_value.value)
             if parsed is None:
                 self.finding(
                     Severity.ERROR,
@@ -747,18 +684,6 @@ class _Mapper:
             )
             return None
         return obj
-
-
-def _port(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        port = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        port = int(value.strip())
-    else:
-        return None
-    return port if 1 <= port <= 65535 else None
 
 
 def map_inventory(inv: Inventory, options: ImportOptions) -> ImportResult:

@@ -17,13 +17,12 @@ import pytest
 from vmgitops.api.target import HostKeyPolicy, VirtualMachineTarget
 from vmgitops.inventory.known_hosts import parse_known_hosts
 from vmgitops.inventory.load import parse_inventory
-from vmgitops.inventory.mapping import (
+from vmgitops.inventory.mapping import Finding, ImportOptions, Severity, map_inventory
+from vmgitops.inventory.names import (
     HOSTNAME_ANNOTATION,
-    Finding,
-    ImportOptions,
-    Severity,
-    map_inventory,
+    ansible_bool,
     target_name,
+    valid_label_key,
 )
 from vmgitops.inventory.report import render, summary
 
@@ -746,3 +745,37 @@ def test_parse_warnings_become_findings() -> None:
     out = run("all:\n  hosts:\n    h: {ansible_user: u}\n  chidlren: {}\n", "typo.yml")
     assert list(out.targets) == ["h"]
     assert [(f.location.line if f.location else None) for f in out.findings] == [4]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(True, True, id="bool-true"),
+        pytest.param("yes", True, id="yes"),
+        pytest.param("On", True, id="on-any-case"),
+        pytest.param(1, True, id="one"),
+        pytest.param("false", False, id="false-string"),
+        pytest.param(0, False, id="zero"),
+        pytest.param("", False, id="empty-is-false"),
+        pytest.param(2, None, id="other-number-is-not-a-boolean"),
+        pytest.param("maybe", None, id="other-word-is-not-a-boolean"),
+        pytest.param(["yes"], None, id="list-is-not-a-boolean"),
+    ],
+)
+def test_ansible_booleans(value: object, expected: bool | None) -> None:
+    assert ansible_bool(value) is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        pytest.param("env", True, id="plain"),
+        pytest.param("example.com/tier", True, id="prefixed"),
+        pytest.param("Example.com/tier", False, id="prefix-must-be-lower-case"),
+        pytest.param("-env", False, id="starts-with-dash"),
+        pytest.param("e" * 64, False, id="name-longer-than-63"),
+        pytest.param("a/b/c", False, id="two-slashes"),
+    ],
+)
+def test_label_keys(key: str, valid: bool) -> None:
+    assert valid_label_key(key) is valid
