@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from vmgitops.cli import cmd_import, cmd_run
+from vmgitops.cli import cmd_import, cmd_render, cmd_run
 
 Command = Callable[[argparse.Namespace], int]
 
 #: Each module registers its sub-parser with `register(subparsers)`.
-COMMANDS = (cmd_run, cmd_import)
+COMMANDS = (cmd_run, cmd_import, cmd_render)
 
 
 def build_parser() -> argparse.ArgumentParser:

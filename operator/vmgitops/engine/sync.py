@@ -1,0 +1,418 @@
+"""Sync one application on one VM: observe -> plan -> apply -> verify -> health.
+
+The pipeline, and what each stage costs in SSH round trips:
+
+1. **observe** (1 trip): one read-only command reports everything the app manages; the
+   health checks run beside it on a second channel (same trip). A drift check, or a
+   sync with nothing to do, ends here.
+2. **plan** (no trip): pure. A blocking issue (CommandOutcomeUnknown, a path conflict,
+   an older generation than the VM's fence) ends the sync with nothing applied.
+3. **apply** (1 trip): every step in one command, under the VM lock, fenced by the
+   serial of step 1 (ChangedSinceObserved: observe and plan again, once).
+4. **verify** (1 trip, only when needed): observe again, beside the health checks, when
+   something failed or there are services or a release whose state the health depends
+   on. A successful apply of plain files needs no second look: it made them so.
+5. **settle** (bounded): after a (re)start, failing checks are retried for a few seconds
+   (a service needs a moment to listen) before the target is called Degraded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from vmgitops.engine.result import EngineError, TargetResult
+from vmgitops.executor.apply import APP_KEY, ApplyOptions, apply_plan
+from vmgitops.executor.fence import Fence, FenceUnreadable, parse_fence
+from vmgitops.executor.outcome import CHANGED_SINCE_OBSERVED, MALFORMED_OUTPUT, ApplyResult
+from vmgitops.facts.health import CheckResult, health_argv, health_timeout, parse_health
+from vmgitops.facts.observe import ObserveRequest, parse_observation, request_for
+from vmgitops.facts.observed import ObservedState
+from vmgitops.facts.records import MalformedOutput
+from vmgitops.manifest.desired import DesiredState, HealthCheck
+from vmgitops.manifest.errors import ManifestError
+from vmgitops.manifest.loader import LoadedApp
+from vmgitops.manifest.render import TargetInfo, render
+from vmgitops.manifest.vmpaths import STATE_ROOT
+from vmgitops.plan.assess import Assessment, assess_health
+from vmgitops.plan.compute import compute_plan
+from vmgitops.plan.health import Health, SyncStatus
+from vmgitops.plan.plan import Plan, PlanIssue
+from vmgitops.plan.resources import resource_statuses
+from vmgitops.plan.steps import StepKind
+from vmgitops.transport.base import CommandResult, Runner
+from vmgitops.transport.errors import TransportError
+
+STALE_GENERATION = "StaleGeneration"
+_MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
+_STARTS = (StepKind.START_SERVICE, StepKind.RESTART_SERVICE)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    #: Where per-app state lives on the VM (tests point it at a scratch directory).
+    state_root: str = STATE_ROOT
+    #: Seconds to wait for another applier's VM lock.
+    lock_wait: float = 30.0
+    #: Seconds the observe command may take.
+    observe_timeout: float = 120.0
+    #: After a (re)start, how long failing health checks are retried, and how often.
+    settle_seconds: float = 15.0
+    settle_interval: float = 1.0
+    #: Observe-plan-apply again this many times when the VM changed under the plan.
+    replans: int = 1
+    #: Test hook, see executor.ops.parse_crash_point.
+    crash_at: str | None = None
+
+
+class CountingRunner:
+    """A Runner that counts the commands it runs (for the round-trip figures)."""
+
+    def __init__(self, inner: Runner) -> None:
+        self.inner = inner
+        self.commands = 0
+
+    async def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the Runner contract
+    ) -> CommandResult:
+        self.commands += 1
+        return await self.inner.run(argv, stdin=stdin, timeout=timeout)
+
+
+class _Failed(Exception):
+    def __init__(self, error: EngineError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass
+class _Sync:
+    """One sync's inputs and running totals."""
+
+    runner: CountingRunner
+    app_key: str
+    generation: int
+    revision: str
+    desired: DesiredState
+    request: ObserveRequest
+    prune: bool
+    opts: EngineOptions
+    started: float
+    trips: int = 0
+
+    # -- probes -------------------------------------------------------------------------
+
+    async def observe(self) -> ObservedState:
+        result = await self.runner.run(self.request.argv(), timeout=self.opts.observe_timeout)
+        if not result.ok:
+            raise _Failed(
+                EngineError(
+                    MALFORMED_OUTPUT,
+                    f"the observe command failed (exit {result.exit_status}): "
+                    + result.stderr.decode("utf-8", "replace")[-300:].strip(),
+                )
+            )
+        return parse_observation(result.stdout)
+
+    async def health(self) -> tuple[CheckResult, ...]:
+        checks: Sequence[HealthCheck] = self.desired.health_checks
+        if not checks:
+            return ()
+        result = await self.runner.run(health_argv(checks), timeout=health_timeout(checks))
+        return tuple(parse_health(result.stdout, checks))
+
+    async def look(
+        self, *, observe: bool, health: bool
+    ) -> tuple[ObservedState | None, tuple[CheckResult, ...]]:
+        """Observe and run the checks concurrently: one round trip."""
+        self.trips += 1
+        obs_task = asyncio.ensure_future(self.observe()) if observe else None
+        chk_task = asyncio.ensure_future(self.health()) if health else None
+        try:
+            observed = await obs_task if obs_task is not None else None
+            checks = await chk_task if chk_task is not None else ()
+        except BaseException:
+            for task in (obs_task, chk_task):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
+            raise
+        return observed, checks
+
+    # -- results ------------------------------------------------------------------------
+
+    def result(self, **kw: Any) -> TargetResult:
+        return TargetResult(
+            app_key=self.app_key,
+            revision=self.revision,
+            generation=self.generation,
+            round_trips=self.trips,
+            commands=self.runner.commands,
+            seconds=time.monotonic() - self.started,
+            **kw,
+        )
+
+    def planned(self, observed: ObservedState) -> tuple[Plan, Fence]:
+        try:
+            fence = parse_fence(observed.markers)
+        except FenceUnreadable as exc:
+            raise _Failed(EngineError(exc.reason, str(exc), retryable=False)) from None
+        plan = compute_plan(self.desired, observed, prune=self.prune)
+        if fence.generation > self.generation:
+            issue = PlanIssue(
+                STALE_GENERATION,
+                f"generation {fence.generation} of this application (revision "
+                f"{fence.revision}) was applied on this VM; generation {self.generation} "
+                "is older and is not applied",
+            )
+            plan = replace(plan, issues=(*plan.issues, issue))
+        return plan, fence
+
+
+def package_manager(facts: Mapping[str, Any]) -> str:
+    """apt, dnf or apk from the target's facts; "auto" lets the observe probe decide."""
+    return _MANAGERS.get(str(facts.get("packageManager") or ""), "auto")
+
+
+def observe_request(
+    desired: DesiredState,
+    app_key: str,
+    facts: Mapping[str, Any],
+    state_root: str = STATE_ROOT,
+) -> ObserveRequest:
+    request = request_for(desired, app_key, package_manager(facts))
+    request.state_dir = f"{state_root}/{app_key}"
+    return request
+
+
+async def sync_target(
+    runner: Runner,
+    *,
+    app_key: str,
+    generation: int,
+    revision: str,
+    app: LoadedApp,
+    params: Mapping[str, Any],
+    target: TargetInfo,
+    facts: Mapping[str, Any],
+    prune: bool,
+    dry_run: bool = False,
+    options: EngineOptions | None = None,
+) -> TargetResult:
+    """Make one VM match `app` at `revision`; with `dry_run`, only say what that takes.
+
+    Never raises for what a VM, a manifest or the network can do wrong: those end in
+    `TargetResult.error` (with `retryable`) or in blocking `issues`.
+    """
+    opts = options or EngineOptions()
+    if not APP_KEY.fullmatch(app_key):
+        raise ValueError(f"{app_key!r} is not a valid app key (namespace_name)")
+    counter = CountingRunner(runner)
+    started = time.monotonic()
+    try:
+        desired = render(app, params, target, facts, revision)
+    except ManifestError as exc:
+        return TargetResult(
+            app_key,
+            revision,
+            generation,
+            error=EngineError(exc.reason, exc.message, retryable=False),
+            seconds=time.monotonic() - started,
+        )
+    s = _Sync(
+        counter,
+        app_key,
+        generation,
+        revision,
+        desired,
+        observe_request(desired, app_key, facts, opts.state_root),
+        prune,
+        opts,
+        started,
+    )
+    try:
+        return await _run(s, dry_run)
+    except _Failed as exc:
+        return s.result(error=exc.error)
+    except TransportError as exc:
+        return s.result(error=EngineError(exc.reason, exc.message, exc.retryable))
+    except MalformedOutput as exc:
+        return s.result(error=EngineError(MALFORMED_OUTPUT, str(exc)))
+
+
+async def observe_target(
+    runner: Runner,
+    *,
+    app_key: str,
+    revision: str,
+    app: LoadedApp,
+    params: Mapping[str, Any],
+    target: TargetInfo,
+    facts: Mapping[str, Any],
+    prune: bool,
+    generation: int = 0,
+    options: EngineOptions | None = None,
+) -> TargetResult:
+    """Drift check: observe, plan and run the health checks; never changes the VM."""
+    return await sync_target(
+        runner,
+        app_key=app_key,
+        generation=generation,
+        revision=revision,
+        app=app,
+        params=params,
+        target=target,
+        facts=facts,
+        prune=prune,
+        dry_run=True,
+        options=options,
+    )
+
+
+async def _run(s: _Sync, dry_run: bool) -> TargetResult:
+    desired = s.desired
+    has_checks = bool(desired.health_checks)
+    for attempt in range(s.opts.replans + 1):
+        # The checks run beside the observation: their answer is the one that counts
+        # when nothing is to be done (always, for a dry run).
+        s.trips += 1
+        obs_task = asyncio.ensure_future(s.observe())
+        chk_task = asyncio.ensure_future(s.health()) if has_checks else None
+        try:
+            observed = await obs_task
+            plan, fence = s.planned(observed)
+        except BaseException:
+            await _cancel(chk_task)
+            raise
+        if dry_run or plan.blocked or not plan.steps:
+            checks = await chk_task if chk_task is not None else ()
+            return _report(s, plan, observed, fence, checks)
+        await _cancel(chk_task)  # the VM is about to change: check it afterwards
+        applied = await apply_plan(
+            s.runner,
+            plan,
+            app_key=s.app_key,
+            generation=s.generation,
+            revision=s.revision,
+            expected_serial=fence.serial,
+            sensitive=[f.content for f in desired.files if f.sensitive],
+            options=ApplyOptions(s.opts.state_root, s.opts.lock_wait, s.opts.crash_at),
+        )
+        s.trips += 1
+        error = applied.error
+        if (
+            error is not None
+            and error.reason == CHANGED_SINCE_OBSERVED
+            and attempt < s.opts.replans
+        ):
+            continue
+        return await _verify(s, plan, observed, applied)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _cancel(task: asyncio.Future[Any] | None) -> None:
+    if task is not None and not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+
+
+def _report(
+    s: _Sync,
+    plan: Plan,
+    observed: ObservedState,
+    fence: Fence,
+    checks: Sequence[CheckResult],
+) -> TargetResult:
+    return s.result(
+        plan=plan,
+        sync=plan.sync_status,
+        health=assess_health(s.desired, observed, checks),
+        checks=tuple(checks),
+        resources=tuple(resource_statuses(s.desired, plan)),
+        issues=plan.issues,
+        deployed_revision=_deployed(s, plan, fence),
+    )
+
+
+def _deployed(s: _Sync, plan: Plan, fence: Fence) -> str | None:
+    """`revision` when the VM matches it; else what the VM's fence record says."""
+    return s.revision if plan.in_sync else fence.deployed_revision
+
+
+async def _verify(
+    s: _Sync, plan: Plan, before: ObservedState, applied: ApplyResult
+) -> TargetResult:
+    desired = s.desired
+    error = None
+    if applied.error is not None:
+        e = applied.error
+        error = EngineError(e.reason, e.message, e.retryable)
+    depends = any(x.state is not None or x.enabled is not None for x in desired.services)
+    need_observe = not applied.completed or depends or desired.release is not None
+    has_checks = bool(desired.health_checks)
+    restarted = any(o.ok and o.kind in _STARTS for o in applied.outcomes)
+    try:
+        observed, checks = await s.look(observe=need_observe, health=has_checks)
+        deadline = time.monotonic() + s.opts.settle_seconds
+        while restarted and _unsettled(desired, observed, checks) and time.monotonic() < deadline:
+            await asyncio.sleep(s.opts.settle_interval)
+            observed, checks = await s.look(observe=need_observe, health=has_checks)
+    except (TransportError, MalformedOutput, _Failed) as exc:
+        why = _error_of(exc)
+        return s.result(
+            plan=plan,
+            steps=applied.outcomes,
+            applied=True,
+            sync=SyncStatus.UNKNOWN,
+            health=Assessment(Health.UNKNOWN, f"cannot check after the apply: {why.message}"),
+            error=error or why,
+        )
+    if observed is not None:
+        final, fence = s.planned(observed)
+        deployed = _deployed(s, final, fence)
+    else:
+        # Every step succeeded and nothing here depends on live state: the VM is as
+        # planned, except for what the plan left alone (orphans, non-blocking issues).
+        final = Plan(issues=plan.issues, orphans=plan.orphans)
+        deployed = s.revision if final.in_sync else None
+        observed = before
+    return s.result(
+        plan=plan,
+        steps=applied.outcomes,
+        applied=True,
+        sync=final.sync_status,
+        health=assess_health(desired, observed, checks),
+        checks=tuple(checks),
+        resources=tuple(resource_statuses(desired, final)),
+        issues=final.issues,
+        deployed_revision=deployed,
+        error=error,
+    )
+
+
+def _unsettled(
+    desired: DesiredState, observed: ObservedState | None, checks: Sequence[CheckResult]
+) -> bool:
+    if any(c.ok is not True for c in checks):
+        return True
+    if observed is None:
+        return False
+    return assess_health(desired, observed, checks).health == Health.PROGRESSING
+
+
+def _error_of(exc: Exception) -> EngineError:
+    if isinstance(exc, _Failed):
+        return exc.error
+    if isinstance(exc, TransportError):
+        return EngineError(exc.reason, exc.message, exc.retryable)
+    return EngineError(MALFORMED_OUTPUT, str(exc))
