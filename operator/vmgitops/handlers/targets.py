@@ -46,6 +46,8 @@ CREDENTIAL_TYPES = ("kubernetes.io/ssh-auth", "kubernetes.io/basic-auth", "Opaqu
 SECRET_FANOUT = 64
 #: How many bastion levels a Secret change is followed up (as MAX_BASTION_DEPTH).
 BASTION_LEVELS = 4
+#: Seconds between a Secret's deletion and the re-probe of the targets that used it.
+DELETED_SECRET_DELAY = 2.0
 
 
 @dataclass(frozen=True)
@@ -390,28 +392,26 @@ async def secret_event(
     if not names:
         return
     log.info("Secret %s/%s changed: re-probing %d target(s)", ns, name, len(names))
-    bodies_index: kopf.Index[Any, Any] = kwargs["target_bodies"]
-    secrets_index: kopf.Index[Any, Any] = kwargs["credential_secrets"]
+    # After a deletion, wait a moment: when a namespace is being emptied, the targets'
+    # own deletions arrive on another watch, and they need no CredentialsMissing Event.
+    delay = DELETED_SECRET_DELAY if digest is None else 0.0
     for target in names:
-        target_body = _one(bodies_index, (ns, target))
-        if target_body is not None:
-            st.spawn(
-                _reprobe(target_body, secrets_index, bodies_index), name=f"reprobe {ns}/{target}"
-            )
+        st.spawn(_reprobe(ns, target, delay, kwargs), name=f"reprobe {ns}/{target}")
 
 
-async def _reprobe(
-    body: Mapping[str, Any],
-    credential_secrets: kopf.Index[Any, Any],
-    target_bodies: kopf.Index[Any, Any],
-) -> None:
+async def _reprobe(namespace: str, name: str, delay: float, indices: Mapping[str, Any]) -> None:
     st = state()
+    if delay:
+        await asyncio.sleep(delay)
+    bodies_index: kopf.Index[Any, Any] = indices["target_bodies"]
+    body = _one(bodies_index, (namespace, name))  # the latest, after the delay
+    if body is None:
+        return
     async with st.fanout:
         try:
-            await _reconcile(body, credential_secrets, target_bodies)
+            await _reconcile(body, indices["credential_secrets"], bodies_index)
         except Exception:
-            m = body.get("metadata") or {}
-            log.exception("re-probe of %s/%s failed", m.get("namespace"), m.get("name"))
+            log.exception("re-probe of %s/%s failed", namespace, name)
 
 
 @kopf.on.cleanup()
