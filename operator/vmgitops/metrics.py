@@ -136,12 +136,15 @@ class MetricsObserver(PoolObserver):
     def connection_opened(self, target: str, seconds: float) -> None:
         self.metrics.ssh_connect_seconds.observe(seconds)
         self.metrics.ssh_open_connections.inc()
+        log.debug("%s: SSH connection opened in %.1f ms", target, seconds * 1000)
 
     def connection_closed(self, target: str, reason: str) -> None:
         self.metrics.ssh_open_connections.dec()
+        log.debug("%s: SSH connection closed (%s)", target, reason)
 
     def connection_failed(self, target: str, reason: str) -> None:
         self.metrics.ssh_connect_failures.labels(reason=reason).inc()
+        log.debug("%s: SSH connect failed (%s)", target, reason)
 
 
 _metrics: Metrics | None = None

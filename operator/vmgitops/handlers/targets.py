@@ -241,7 +241,9 @@ async def _reconcile(
                 secrets=lambda ns, n: _one(credential_secrets, (ns, n)),
                 targets=lambda ns, n: _one(target_bodies, (ns, n)),
             )
-            st.metrics.probe_finished(key, outcome.reason, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            st.metrics.probe_finished(key, outcome.reason, seconds)
+            log.debug("%s: probed in %.1f ms: %s", key, seconds * 1000, outcome.reason)
         else:
             st.metrics.target_paused(key)
         update = next_status(
