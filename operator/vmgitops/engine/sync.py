@@ -10,8 +10,9 @@ The pipeline, and what each stage costs in SSH round trips:
 3. **apply** (1 trip): every step in one command, under the VM lock, fenced by the
    serial of step 1 (ChangedSinceObserved: observe and plan again, once).
 4. **verify** (1 trip, only when needed): observe again, beside the health checks, when
-   something failed or there are services or a release whose state the health depends
-   on. A successful apply of plain files needs no second look: it made them so.
+   something failed, or when the apply touched units, packages or the release, whose
+   state the health depends on. A successful apply of files needs no second look: it
+   made them so.
 5. **settle** (bounded): after a (re)start, failing checks are retried for a few seconds
    (a service needs a moment to listen) before the target is called Degraded.
 """
@@ -50,6 +51,15 @@ from vmgitops.transport.errors import TransportError
 STALE_GENERATION = "StaleGeneration"
 _MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
 _STARTS = (StepKind.START_SERVICE, StepKind.RESTART_SERVICE)
+#: Steps after which the live state that health reads (units, release link) may differ.
+_LIVE = frozenset(StepKind) - {
+    StepKind.WRITE_INVENTORY,
+    StepKind.ENSURE_DIRECTORY,
+    StepKind.WRITE_FILE,
+    StepKind.RUN_COMMAND,
+    StepKind.PRUNE_FILE,
+    StepKind.PRUNE_DIRECTORY,
+}
 
 
 @dataclass(frozen=True)
@@ -132,7 +142,9 @@ class _Sync:
     async def look(
         self, *, observe: bool, health: bool
     ) -> tuple[ObservedState | None, tuple[CheckResult, ...]]:
-        """Observe and run the checks concurrently: one round trip."""
+        """Observe and run the checks concurrently: one round trip (none if neither)."""
+        if not observe and not health:
+            return None, ()
         self.trips += 1
         obs_task = asyncio.ensure_future(self.observe()) if observe else None
         chk_task = asyncio.ensure_future(self.health()) if health else None
@@ -357,8 +369,9 @@ async def _verify(
     if applied.error is not None:
         e = applied.error
         error = EngineError(e.reason, e.message, e.retryable)
-    depends = any(x.state is not None or x.enabled is not None for x in desired.services)
-    need_observe = not applied.completed or depends or desired.release is not None
+    # Health reads unit states and the release link: look again only if the apply may
+    # have moved them (or did not complete, so the VM's state is not known).
+    need_observe = not applied.completed or any(s.kind in _LIVE for s in plan.steps)
     has_checks = bool(desired.health_checks)
     restarted = any(o.ok and o.kind in _STARTS for o in applied.outcomes)
     try:
