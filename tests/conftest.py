@@ -23,6 +23,10 @@ from testbed import DEV, ROOT, VM
 
 # The suite needs four VMs whatever FLEET says for `make up` (one is stopped and restarted).
 FLEET_SIZE = max(4, int(os.environ.get("FLEET", "4")))
+#: Several pytest sessions may share one control plane (a developer's and a CI run, or
+#: parallel work): each session's operator watches only its own session's namespaces.
+SESSION = uuid.uuid4().hex[:5]
+NAMESPACE_PREFIX = f"t{SESSION}-"
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +54,7 @@ def namespace(crds: None) -> Iterator[str]:
     Namespaces never finish deleting without kube-controller-manager, so the test bed
     deletes the objects it made and leaves the empty namespace behind.
     """
-    name = f"t-{uuid.uuid4().hex[:8]}"
+    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
     testbed.kubectl("create", "namespace", name)
     yield name
     subprocess.run(
@@ -76,7 +80,7 @@ def operator(crds: None) -> Iterator[Path]:
     """`vmgitops run` as a real process against the real API server; yields its log file."""
     logs = DEV / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"operator-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log_path = logs / f"operator-{time.strftime('%Y%m%d-%H%M%S')}-{SESSION}.log"
     env = {
         **os.environ,
         "KUBECONFIG": str(testbed.KUBECONFIG),
@@ -84,7 +88,13 @@ def operator(crds: None) -> Iterator[Path]:
     }
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/vmgitops"), "run", "--verbose"],
+            [
+                str(ROOT / ".venv/bin/vmgitops"),
+                "run",
+                "--verbose",
+                "--namespace",
+                f"{NAMESPACE_PREFIX}*",
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -146,6 +146,7 @@ async def application_daemon(
         return None
 
     def post(type_: str, reason: str, message: str) -> None:
+        log.info("%s: %s %s", key, reason, message)
         kopf.event(body, type=type_, reason=reason, message=message)
 
     async def write_status(patch: dict[str, Any]) -> None:

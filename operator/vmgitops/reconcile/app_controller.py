@@ -334,6 +334,10 @@ class AppReconciler:
                 return list(await asyncio.gather(*(one(n) for n in names)))
 
             async def save(self, state: OperationState) -> None:
+                log.info("%s/%s: operation %s %s batch %d/%d ok=%d failed=%d %s",
+                         reconciler.namespace, reconciler.name, state.revision[:12], state.phase,
+                         state.batch_current, state.batch_total, state.succeeded, state.failed,
+                         state.message)
                 await reconciler.deps.write_status({"operation": op_to_status(state, retry_count)})
 
             def interruption(self) -> str | None:
