@@ -6,6 +6,8 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 export KUBECONFIG="$ROOT/.dev/kubeconfig"
 NS="${DEMO_NAMESPACE:-vmgitops-demo}"
+export FLEET="${FLEET:-4}"
+GIT_PORT="${GIT_PORT:-9418}"
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
 step "environment: control plane, fleet of ${FLEET:-3} VMs, Git server"
@@ -37,13 +39,53 @@ for _ in $(seq 1 120); do
   sleep 1
 done
 
+step "the shop's Git repository: examples/shop pushed to git://127.0.0.1:$GIT_PORT/shop.git"
+SHOP_WORK="$ROOT/.dev/demo/shop"
+rm -rf "$SHOP_WORK" "$ROOT/.dev/git/shop.git"
+git init -q --bare -b main "$ROOT/.dev/git/shop.git"
+mkdir -p "$SHOP_WORK" && cp -r examples/shop/apps "$SHOP_WORK/"
+gitc() { git -C "$SHOP_WORK" -c user.name=demo -c user.email=demo@example.invalid "$@"; }
+gitc init -q -b main && gitc add -A && gitc commit -qm "web: first release"
+gitc push -q "$ROOT/.dev/git/shop.git" main
+FIRST=$(gitc rev-parse HEAD)
+
+step "examples/shop/deploy: web-staging (env=staging) and web-prod (env=prod)"
+python3 hack/render-example.py examples/shop/deploy | kubectl -n "$NS" apply -f -
+
+wait_app() {  # name revision
+  for _ in $(seq 1 180); do
+    got=$(kubectl -n "$NS" get vmapp "$1" -o jsonpath='{.status.sync.status}/{.status.health.status}/{.status.sync.revision}/{.status.operation.phase}')
+    [[ "$got" == "Synced/Healthy/$2/Succeeded" ]] && return 0
+    sleep 1
+  done
+  echo "timed out waiting for $1 Synced/Healthy at $2 (now: $got)" >&2; return 1
+}
+wait_app web-staging "$FIRST"; wait_app web-prod "$FIRST"
+# prod is pinned to what it runs: from here on only a promotion moves it.
+kubectl -n "$NS" patch vmapp web-prod --type merge -p "{\"spec\":{\"source\":{\"targetRevision\":\"$FIRST\"}}}" >/dev/null
+kubectl -n "$NS" get vmapp
+
+VM1=$(python3 -c 'import json; print(json.load(open(".dev/fleet.json"))[0]["address"])')
+step "on vm1: /etc/hello/hello.conf and the service's answer"
+ssh -F /dev/null -i .dev/keys/fleet_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+  -o LogLevel=ERROR "root@$VM1" "cat /etc/hello/hello.conf; curl -s http://$VM1:8080/; ls -l /opt/hello"
+
+step "a commit: a new release rolls out to staging one VM at a time"
+echo "release 2" > "$SHOP_WORK/apps/web/dist/NOTES"
+gitc commit -qam "web: release 2" && gitc push -q "$ROOT/.dev/git/shop.git" main
+SECOND=$(gitc rev-parse HEAD)
+kubectl -n "$NS" annotate vmapp web-staging vmgitops.io/refresh=now --overwrite >/dev/null
+wait_app web-staging "$SECOND"
+kubectl -n "$NS" get vmapp web-staging -o jsonpath='{.status.operation}{"\n"}{.status.history}{"\n"}'
+
 step "kubectl get vmgitops -n $NS"
 kubectl -n "$NS" get vmgitops
 cat >&2 <<MSG
 
 Look around:
   export KUBECONFIG=$KUBECONFIG
-  kubectl -n $NS get vmt -o yaml          # conditions, facts, host key fingerprint
+  kubectl -n $NS get vmt -o yaml          # conditions, facts, per-application status
+  kubectl -n $NS get vmapp web-staging -o yaml   # sync, health, operation, history
   kubectl -n $NS describe vmt vm1         # Events on transitions
   tail -f .dev/logs/operator.log
   make down                               # stop everything

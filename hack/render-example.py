@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def values() -> dict[str, str]:
     fleet = json.loads((ROOT / ".dev/fleet.json").read_text())
-    out: dict[str, str] = {}
+    out: dict[str, str] = {"GIT_BASE_URL": f"git://127.0.0.1:{os.environ.get('GIT_PORT', '9418')}"}
     if fleet:
         key = (ROOT / fleet[0]["privateKeyFile"]).read_bytes()
         out["FLEET_PRIVATE_KEY_B64"] = base64.b64encode(key).decode()
