@@ -1,7 +1,5 @@
 # vmgitops developer entry points. `make demo` and `make test` work from a fresh clone.
 SHELL := /bin/bash
-FLEET ?= 3
-export FLEET
 PY := .venv/bin/python
 export KUBECONFIG := $(CURDIR)/.dev/kubeconfig
 
