@@ -195,8 +195,12 @@ def _compile(b: Batch, i: int, step: Step, state_dir: str) -> None:
         if b.release is not None:
             raise ValueError("a batch uploads at most one release")
         b.release = step
+        for unit in step.restarts:
+            b.add(i, "unmark", RESTART + unit)
         b.add(i, "upload", step.path, step.revision, RELEASE_MEMBER)
     elif isinstance(step, SwitchRelease):
+        for unit in step.restarts:
+            b.add(i, "unmark", RESTART + unit)
         b.add(i, "switch", step.path, step.revision)
     elif isinstance(step, PruneReleases):
         b.add_list(i, "prunerel", [step.path, "1" if step.remove_current else "0"], step.remove)

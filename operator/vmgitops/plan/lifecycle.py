@@ -66,6 +66,7 @@ def release(w: Work) -> list[Step]:
     records = [r for r in inv.releases if r.id in on_vm]
     matching = [r.id for r in records if r.digest == d.digest]
     current = o.current_release
+    restarts = tuple(s.name for s in w.desired.services if RELEASE in s.restart_on_change)
     if current is not None and current in matching:
         target = current
     elif d.revision in matching:
@@ -75,12 +76,26 @@ def release(w: Work) -> list[Step]:
     else:
         target = d.revision
         w.uploading = (d.path, target)
+        # Replacing the very release `current` shows changes what services run, like a
+        # switch does.
+        under_current = target == current
+        w.release_switched = under_current
         steps.append(
-            UploadRelease(d.path, target, d.digest, d.files, d.directories, replace=target in on_vm)
+            UploadRelease(
+                d.path,
+                target,
+                d.digest,
+                d.files,
+                d.directories,
+                replace=target in on_vm,
+                restarts=restarts if under_current else (),
+            )
         )
     if current != target:
         w.release_switched = True
-        steps.append(SwitchRelease(d.path, target, previous=current or o.current))
+        steps.append(
+            SwitchRelease(d.path, target, previous=current or o.current, restarts=restarts)
+        )
     records = [r for r in records if r.id != target] + [ReleaseRecord(target, d.digest)]
     excess = records[: -d.keep]
     if excess:

@@ -8,8 +8,9 @@ Marker contract with the executor (files under <state dir>/markers/):
   pending.<command>  written before a non-idempotent RunCommand, removed after it ends;
   done.<command>     holds the RunCommand's `trigger_digest` after a success;
   restart.<unit>     holds `marker_digest` after a successful Start/RestartService, and
-                     is removed before any WriteFile/WriteUnit whose `restarts` names
-                     the unit (so a crash between the write and the restart is seen).
+                     is removed before any WriteFile/WriteUnit/UploadRelease/
+                     SwitchRelease whose `restarts` names the unit (so a crash between
+                     the change and the restart is seen).
 
 Other executor duties the steps assume: a WriteFile creates missing parent directories
 (0755, root); a WriteFile with `content_changed` False only fixes mode/owner/group (the
@@ -219,6 +220,8 @@ class UploadRelease(Step):
     files: tuple[ReleaseFile, ...] = field(repr=False)
     directories: tuple[str, ...] = field(repr=False)
     replace: bool = False
+    #: Units to restart afterwards: set when the upload replaces what `current` shows.
+    restarts: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str:
@@ -238,6 +241,8 @@ class SwitchRelease(Step):
     path: str
     revision: str
     previous: str | None = None
+    #: Units with `release` in their restartOnChange (their restart markers go first).
+    restarts: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str:

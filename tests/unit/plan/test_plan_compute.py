@@ -13,7 +13,7 @@ from vmgitops.manifest.desired import DesiredState, ReleaseFile
 from vmgitops.plan import compute_plan
 from vmgitops.plan.inventory import Inventory, ReleaseInventory, ReleaseRecord, parse_inventory
 from vmgitops.plan.plan import Plan
-from vmgitops.plan.steps import RunCommand, WriteFile, WriteInventory
+from vmgitops.plan.steps import RunCommand, SwitchRelease, UploadRelease, WriteFile, WriteInventory
 
 BASE = r"""
 files:
@@ -562,3 +562,33 @@ def test_after_first_apply_the_plan_is_empty() -> None:
     d = base()
     assert compute_plan(d, synced(d), prune=True).in_sync
     assert compute_plan(d, synced(d), prune=False).in_sync
+
+
+def test_a_release_change_clears_the_restart_markers_it_triggers() -> None:
+    """Crash between a switch and the restart: the next plan still restarts (the
+    executor removes the markers the switch names before switching)."""
+    d, o = new_revision(dist=DIST2)()
+    switch = next(s for s in compute_plan(d, o, prune=True).steps if isinstance(s, SwitchRelease))
+    assert switch.restarts == ("hello.service",)
+    after_crash = with_marker(
+        dataclasses.replace(
+            o, release=ReleaseState("/opt/hello", "releases/rev2", "link", ("rev1", "rev2"))
+        ),
+        "restart.hello.service",
+        None,
+    )
+    v1 = base().release
+    assert d.release is not None and v1 is not None
+    records = (ReleaseRecord("rev1", v1.digest), ReleaseRecord("rev2", d.release.digest))
+    after_crash = with_inventory(after_crash, releases=(ReleaseInventory("/opt/hello", records),))
+    kinds = [s.kind for s in compute_plan(d, after_crash, prune=True).steps]
+    assert "SwitchRelease" not in kinds and "RestartService" in kinds
+
+
+def test_replacing_the_release_current_shows_restarts_in_the_same_plan() -> None:
+    d = base(dist=DIST2)  # same revision name, other content: an upload replaces it
+    steps = compute_plan(d, synced(base()), prune=True).steps
+    upload = next(s for s in steps if isinstance(s, UploadRelease))
+    assert upload.replace and upload.restarts == ("hello.service",)
+    assert "SwitchRelease" not in [s.kind for s in steps]
+    assert "RestartService" in [s.kind for s in steps]
