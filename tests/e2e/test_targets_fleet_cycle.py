@@ -3,6 +3,7 @@ cycle costs, read from the operator's own /metrics and from sshd's journals."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from test_targets_reasons import dedicated, metrics_text, vmt
-from test_targets_walking_skeleton import apply, journal_cursor, reachable_with, ssh_secret
+from test_targets_walking_skeleton import apply, get, journal_cursor, reachable_with, ssh_secret
 
-from testbed import VM, eventually
+from testbed import VM, eventually, kubectl
 
 pytestmark = pytest.mark.e2e
 
@@ -86,6 +87,7 @@ def test_probe_cycles_reuse_connections_and_cost(
     for vm in vms:
         reachable_with(namespace, vm.name, "True")
     first_reachable = time.monotonic() - started
+    versions = {vm.name: get(namespace, vm.name)["metadata"]["resourceVersion"] for vm in extra}
 
     # Several probe cycles: every target probed CYCLES more times after its first probe.
     def cycles_done() -> dict[str, list[float]] | None:
@@ -128,6 +130,24 @@ def test_probe_cycles_reuse_connections_and_cost(
         assert 1 <= len(operator_ports) <= operators_running(), (vm.name, journal)
         for port in operator_ports:
             assert accepted.count(port) == 1, (vm.name, port, journal)
+
+    # Probes that find the same state write nothing and post no Event.
+    for vm in extra:
+        assert get(namespace, vm.name)["metadata"]["resourceVersion"] == versions[vm.name]
+        events = json.loads(
+            kubectl(
+                "-n",
+                namespace,
+                "get",
+                "events",
+                "--field-selector",
+                f"involvedObject.name={vm.name}",
+                "-o",
+                "json",
+            )
+        )["items"]
+        connected = [e for e in events if e["reason"] == "Connected"]
+        assert 1 <= len(connected) <= operators_running(), events
 
     cold = sum(times[0] for times in probes.values())
     warm_cycles = [sum(times[i] for times in probes.values()) for i in range(1, 1 + CYCLES)]

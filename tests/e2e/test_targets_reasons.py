@@ -198,6 +198,38 @@ def test_malformed_key_is_credentials_missing_without_key_material(
     assert "PRIVATE KEY" not in everything_about(namespace)
 
 
+def test_pinned_without_keys_is_host_key_not_configured(
+    namespace: str, operator: Path, fleet: list[VM]
+) -> None:
+    vm = fleet[0]
+    apply(ssh_secret(namespace, "fleet-ssh", vm.private_key))
+    apply(vmt(namespace, "unpinned", vm, host_key={"policy": "Pinned"}))
+    cond = reason_is(namespace, "unpinned", "HostKeyNotConfigured")
+    assert "TrustOnFirstUse" in cond["message"]
+
+
+def test_sshd_that_never_answers_is_timeout(
+    namespace: str, operator: Path, fleet: list[VM]
+) -> None:
+    # The kernel still accepts the TCP connection; the stopped sshd never sends a banner.
+    (vm,) = dedicated("vm34")
+    pid = vm.ssh("systemctl show -p MainPID --value ssh.service").stdout.decode().strip()
+    assert pid.isdigit() and pid != "0", pid
+    subprocess.run(
+        ["python3", str(FLEET_PY), "exec", vm.name, "--", "kill", "-STOP", pid], check=True
+    )
+    try:
+        apply(ssh_secret(namespace, "fleet-ssh", vm.private_key))
+        apply(vmt(namespace, "silent", vm))
+        cond = reason_is(namespace, "silent", "Timeout", timeout=90)
+        assert "connect timeout" in cond["message"], cond
+    finally:
+        subprocess.run(
+            ["python3", str(FLEET_PY), "exec", vm.name, "--", "kill", "-CONT", pid], check=True
+        )
+    reachable_with(namespace, "silent", "True")
+
+
 # -- sudo -------------------------------------------------------------------------------
 
 SUDO_SETUP = """
