@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -286,16 +287,30 @@ def net_config(name: str) -> dict[str, object] | None:
     return data
 
 
+#: Tells this checkout's namespaces and links from another checkout's (a CI clone).
+DEV_TAG = hashlib.sha256(str(DEV.resolve()).encode()).hexdigest()[:4]
+
+
 def _netns(name: str) -> str:
-    return f"{NETNS_PREFIX}{name}"
+    return f"{NETNS_PREFIX}{name}-{DEV_TAG}"
 
 
 def _free_index() -> int:
     used = {int(str(c["index"])) for n in known_names() if (c := net_config(n))}
+    # Another checkout's bastions have their host links here too: never share a subnet.
+    host_addrs = ip("-o", "-4", "addr", "show", check=False).stdout.decode()
     for i in range(1, 251):
-        if i not in used:
+        if i not in used and f" {NET_PREFIX}.{i}." not in host_addrs:
             return i
     raise SystemExit("[fleet] no free 10.213.x.0/24 left")
+
+
+def _drop_route_if_unused() -> None:
+    """The guard route goes only when no checkout has a namespace VM left."""
+    netns_dir = Path("/run/netns")
+    if netns_dir.exists() and any(p.name.startswith(NETNS_PREFIX) for p in netns_dir.iterdir()):
+        return
+    ip("route", "del", "unreachable", f"{NET_PREFIX}.0.0/16", check=False)
 
 
 def _ensure_host_route() -> None:
@@ -327,7 +342,7 @@ def _prepare_bastion(name: str) -> None:
                              "it reaches the host reaches too; pick a new name for the bastion")
         return
     i = _free_index()
-    ns, host_if = _netns(name), f"vmgb{i}"
+    ns, host_if = _netns(name), f"vmg{DEV_TAG}b{i}"
     address = f"{NET_PREFIX}.{i}.2"
     _ensure_host_route()
     _netns_up(ns)
@@ -439,25 +454,24 @@ def remove(name: str) -> None:
     stop(name, remove=False)
     _drop_network(name)
     stop(name, remove=True)
-    if not any(net_config(n) for n in known_names()):
-        ip("route", "del", "unreachable", f"{NET_PREFIX}.0.0/16", check=False)
+    _drop_route_if_unused()
 
 
 def remove_networks() -> None:
-    """After `down`: namespaces, links and the route this file created, whatever is left."""
+    """For `down`: this checkout's namespaces and links (by their tag), then the route."""
     netns_dir = Path("/run/netns")
     if netns_dir.exists():
         for ns in netns_dir.iterdir():
-            if ns.name.startswith(NETNS_PREFIX):
+            if ns.name.startswith(NETNS_PREFIX) and ns.name.endswith(f"-{DEV_TAG}"):
                 ip("netns", "del", ns.name, check=False)
     links = ip("-o", "link", "show", check=False).stdout.decode()
     for line in links.splitlines():
         parts = line.split(":")
         if len(parts) > 1:
             ifname = parts[1].strip().split("@")[0]
-            if ifname.startswith("vmgb") and ifname[4:].isdigit():
+            if ifname.startswith(f"vmg{DEV_TAG}b"):
                 ip("link", "del", ifname, check=False)
-    ip("route", "del", "unreachable", f"{NET_PREFIX}.0.0/16", check=False)
+    _drop_route_if_unused()
 
 
 def main() -> None:
@@ -487,6 +501,10 @@ def main() -> None:
         write_fleet_json(names)
     elif args.cmd == "down":
         names = known_names()
+        for n in names:  # their namespaces first, while their net.json still exists
+            if net_config(n) is not None:
+                stop(n, remove=False)
+                _drop_network(n)
         with concurrent.futures.ThreadPoolExecutor(max_workers=16) as ex:
             list(ex.map(lambda n: stop(n, remove=True), names))
         remove_networks()
