@@ -144,7 +144,13 @@ def test_sigkill_from_outside_while_a_command_runs(bed: EngineBed, tmp_path: Pat
     os.kill(job_proc.pid, signal.SIGKILL)
     job_proc.wait(timeout=30)
     assert job_proc.returncode == -signal.SIGKILL
-    time.sleep(3)  # let whatever still runs on the VM finish (or die)
+    # The apply on the VM outlives its applier: while it holds the VM lock, its pending
+    # marker is a command that runs, not one whose outcome is lost.
+    look = bed.sync("rev2", dry_run=True)
+    if look.error is not None:
+        assert look.error.reason == "ApplyInProgress" and not look.stalled, look.message
+    print(f"\nright after the SIGKILL, a drift check says: {look.message}")
+    time.sleep(3)  # let what still runs on the VM finish (or die)
     assert_no_half_state(bed, old, new)
     assert bed.log_lines() == ["migrate", "migrate"]  # started once, never again
     after = bed.sync("rev2")

@@ -32,6 +32,8 @@ UPLOAD_INCOMPLETE = "UploadIncomplete"
 APPLY_INTERRUPTED = "ApplyInterrupted"
 STEP_FAILED = "StepFailed"
 MALFORMED_OUTPUT = "MalformedOutput"
+#: Not an apply outcome: another apply holds the VM lock right now (engine).
+APPLY_IN_PROGRESS = "ApplyInProgress"
 
 #: Aborts that no retry can fix without a human (or a newer generation).
 PERMANENT = frozenset({STALE_GENERATION, "LockUnavailable", "StateUnwritable", "FenceUnreadable"})

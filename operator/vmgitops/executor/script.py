@@ -67,6 +67,7 @@ own() {
 # put SRC DEST MODE OWNER GROUP: replace DEST atomically with the bytes of SRC.
 put() {
   parent "$2"; _pd=$_pp; _pt="$_pd/.${2##*/}.vmgitops-tmp"
+  if [ ${#_pt} -gt $((${#_pd} + 250)) ]; then _pt="$_pd/.vmgitops-tmp"; fi
   mkdir -p -- "$_pd" 2>>"$ERR" || return 1
   rm -f -- "$_pt" 2>>"$ERR" || return 1
   (umask 077 && : > "$_pt") 2>>"$ERR" || return 1
@@ -200,6 +201,8 @@ op_prunerel() {  # IDX PATH REMOVE_CURRENT ID...
   done
   if [ "$_rmc" = 1 ]; then
     if [ -L "$_rp/current" ]; then rm -f -- "$_rp/current"; fi
+    # Leftovers of interrupted uploads and switches are ours by their names.
+    rm -rf -- "$_rp"/releases/.*.tmp "$_rp"/releases/.*.old "$_rp/.current.vmgitops-tmp"
     rmdir -- "$_rp/releases" 2>/dev/null && rmdir -- "$_rp" 2>/dev/null
   fi
   if [ -d "$_rp/releases" ]; then fsyncd "$_rp/releases"; fi
@@ -313,3 +316,24 @@ fence applied 2>>"$ERR" || { r op - failed "cannot write markers/fence: $(errtai
 r end
 """
 )
+
+#: Prints `busy` while an apply holds the VM lock, else `free`. Read-only: a free lock is
+#: taken and let go at once (flock -n), a missing lock file is not created.
+LOCK_PROBE_SCRIPT = r"""
+if [ ! -e "$1" ]; then echo free
+elif ! command -v flock >/dev/null 2>&1; then echo unknown
+elif flock -n -s "$1" true 2>/dev/null; then echo free
+else echo busy; fi
+"""
+
+
+def lock_probe_argv(state_root: str) -> list[str]:
+    return [
+        "env",
+        "LC_ALL=C",
+        "sh",
+        "-c",
+        LOCK_PROBE_SCRIPT,
+        "vmgitops-lock",
+        f"{state_root}/.lock",
+    ]

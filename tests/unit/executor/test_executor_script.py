@@ -517,3 +517,60 @@ def test_observe_target_never_changes_anything(dash: Bed) -> None:
     assert result.sync == "OutOfSync" and not result.applied
     assert result.plan is not None and len(result.plan.steps) > 3
     assert not Path(dash.p("etc")).exists() and not dash.state.exists()
+
+
+def test_a_pending_marker_of_a_running_apply_is_not_an_unknown_outcome(dash: Bed) -> None:
+    dash.write_app(
+        """
+commands:
+  - {name: slow, run: ["sh", "-c", "echo slow >> @/log; sleep 2"]}
+"""
+    )
+    app = load_app(dash.app)
+
+    async def race() -> tuple[TargetResult, TargetResult]:
+        kw: dict[str, Any] = {
+            "app_key": KEY,
+            "revision": "rev1",
+            "app": app,
+            "params": {},
+            "target": TARGET,
+            "facts": {},
+            "prune": True,
+            "options": dash.opts,
+        }
+        applying = asyncio.ensure_future(sync_target(dash.runner, generation=1, **kw))
+        for _ in range(100):
+            if dash.marker("pending.slow") is not None:
+                break
+            await asyncio.sleep(0.05)
+        looking = await observe_target(dash.runner, **kw)
+        return await applying, looking
+
+    applied, looked = asyncio.run(race())
+    assert looked.error is not None and looked.error.reason == "ApplyInProgress"
+    assert looked.error.retryable and not looked.stalled
+    assert [i.reason for i in looked.issues] == ["ApplyInProgress"]
+    assert applied.ok and applied.sync == "Synced", applied.message
+    assert dash.log_lines() == ["slow"]
+
+
+def test_a_very_long_file_name_still_gets_an_atomic_write(dash: Bed) -> None:
+    name = "n" * 250
+    dash.write_app(f'files:\n  - {{path: "@/etc/{name}", content: "long\\n"}}\n')
+    result = dash.sync()
+    assert result.ok, result.message
+    assert Path(dash.p(f"etc/{name}")).read_text() == "long\n"
+
+
+def test_render_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from vmgitops.cli.main import main
+
+    (tmp_path / "vmapp.yaml").write_text(
+        'files:\n  - {path: /etc/x, content: "hi {{ params.who }}\\n", template: true}\n'
+    )
+    assert main(["render", str(tmp_path), "--param", "who=bob"]) == 0
+    assert "hi bob" in capsys.readouterr().out
+    assert main(["render", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.startswith("error: TemplateError: vmapp.yaml: files[0]")
+    assert main(["render", str(tmp_path), "-p", "novalue"]) == 2
