@@ -22,7 +22,10 @@ mkdir -p .dev/logs .dev/run
 if [[ -f .dev/run/operator.pid ]] && kill -0 "$(cat .dev/run/operator.pid)" 2>/dev/null; then
   echo "already running (pid $(cat .dev/run/operator.pid))" >&2
 else
+  # Metrics on loopback only: the demo VMs share this host's network, and a service on a
+  # VM could not bind a port that the operator holds on 0.0.0.0.
   VMGITOPS_PROBE_INTERVAL="${VMGITOPS_PROBE_INTERVAL:-20}" setsid .venv/bin/vmgitops run \
+    --metrics-address 127.0.0.1 --metrics-port "${METRICS_PORT:-0}" \
     >.dev/logs/operator.log 2>&1 < /dev/null &
   echo $! > .dev/run/operator.pid
 fi
