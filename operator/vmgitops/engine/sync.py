@@ -27,7 +27,6 @@ still running (it holds the VM lock: ApplyInProgress, retryable) from one that d
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -62,6 +61,7 @@ from vmgitops.transport.base import CommandResult, Runner
 from vmgitops.transport.errors import TransportError
 
 STALE_GENERATION = "StaleGeneration"
+OBSERVE_FAILED = "ObserveFailed"
 _MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
 _STARTS = (StepKind.START_SERVICE, StepKind.RESTART_SERVICE)
 #: Steps after which the live state that health reads (units, release link) may differ.
@@ -140,7 +140,7 @@ class _Sync:
         if not result.ok:
             raise _Failed(
                 EngineError(
-                    MALFORMED_OUTPUT,
+                    OBSERVE_FAILED,
                     f"the observe command failed (exit {result.exit_status}): "
                     + result.stderr.decode("utf-8", "replace")[-300:].strip(),
                 )
@@ -151,8 +151,13 @@ class _Sync:
         checks: Sequence[HealthCheck] = self.desired.health_checks
         if not checks:
             return ()
-        result = await self.runner.run(health_argv(checks), timeout=health_timeout(checks))
-        return tuple(parse_health(result.stdout, checks))
+        try:
+            result = await self.runner.run(health_argv(checks), timeout=health_timeout(checks))
+            return tuple(parse_health(result.stdout, checks))
+        except (TransportError, MalformedOutput) as exc:
+            # The checks could not run: their health is Unknown, the sync goes on.
+            why = f"the checks could not run: {getattr(exc, 'reason', 'MalformedOutput')}"
+            return tuple(CheckResult(c.name, c.kind, None, why) for c in checks)
 
     async def look(
         self, *, observe: bool, health: bool
@@ -167,11 +172,8 @@ class _Sync:
             observed = await obs_task if obs_task is not None else None
             checks = await chk_task if chk_task is not None else ()
         except BaseException:
-            for task in (obs_task, chk_task):
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
+            await _cancel(obs_task)
+            await _cancel(chk_task)
             raise
         return observed, checks
 
@@ -392,10 +394,12 @@ async def _run(s: _Sync, dry_run: bool) -> TargetResult:
 
 
 async def _cancel(task: asyncio.Future[Any] | None) -> None:
-    if task is not None and not task.done():
+    """Cancel a probe we no longer need and wait for it (its SSH channel is closed)."""
+    if task is None:
+        return
+    if not task.done():
         task.cancel()
-        with contextlib.suppress(BaseException):
-            await task
+    await asyncio.gather(task, return_exceptions=True)  # also reaps a failed one
 
 
 def _report(
@@ -449,7 +453,7 @@ async def _verify(
         error = EngineError(e.reason, e.message, e.retryable)
     # Health reads unit states and the release link: look again only if the apply may
     # have moved them (or did not complete, so the VM's state is not known).
-    need_observe = not applied.completed or any(s.kind in _LIVE for s in plan.steps)
+    need_observe = not applied.completed or any(step.kind in _LIVE for step in plan.steps)
     has_checks = bool(desired.health_checks)
     restarted = any(o.ok and o.kind in _STARTS for o in applied.outcomes)
     try:
@@ -458,6 +462,7 @@ async def _verify(
         while restarted and _unsettled(desired, observed, checks) and time.monotonic() < deadline:
             await asyncio.sleep(s.opts.settle_interval)
             observed, checks = await s.look(observe=need_observe, health=has_checks)
+        after = s.planned(observed) if observed is not None else None
     except (TransportError, MalformedOutput, _Failed) as exc:
         why = _error_of(exc)
         return s.result(
@@ -468,8 +473,8 @@ async def _verify(
             health=Assessment(Health.UNKNOWN, f"cannot check after the apply: {why.message}"),
             error=error or why,
         )
-    if observed is not None:
-        final, fence = s.planned(observed)
+    if observed is not None and after is not None:
+        final, fence = after
         deployed = _deployed(s, final, fence)
     else:
         # Every step succeeded and nothing here depends on live state: the VM is as
