@@ -27,13 +27,15 @@ still running (it holds the VM lock: ApplyInProgress, retryable) from one that d
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from vmgitops.engine.result import EngineError, TargetResult
-from vmgitops.executor.apply import APP_KEY, ApplyOptions, apply_plan
+from vmgitops.executor.apply import APP_KEY, CRASH_EXIT, ApplyOptions, apply_plan
 from vmgitops.executor.fence import Fence, FenceUnreadable, parse_fence
 from vmgitops.executor.outcome import (
     APPLY_IN_PROGRESS,
@@ -61,6 +63,12 @@ from vmgitops.transport.base import CommandResult, Runner
 from vmgitops.transport.errors import TransportError
 
 STALE_GENERATION = "StaleGeneration"
+#: Test hook in the operator's environment: `POINT` or `POINT@TARGET` (the first sync of
+#: TARGET only). POINT is one of `executor.ops.parse_crash_point`, or `synced`: the sync
+#: applied and verified, and the process dies before its caller writes any status.
+#: The chaos tests SIGKILL a real operator this way; nothing else sets it.
+CRASH_ENV = "VMGITOPS_CRASH_AT"
+SYNCED = "synced"
 OBSERVE_FAILED = "ObserveFailed"
 _MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
 _STARTS = (StepKind.START_SERVICE, StepKind.RESTART_SERVICE)
@@ -248,6 +256,8 @@ async def sync_target(
     Never raises for what a VM, a manifest or the network can do wrong: those end in
     `TargetResult.error` (with `retryable`) or in blocking `issues`.
     """
+    if options is None:
+        options = EngineOptions(crash_at=crash_point_from_env(target.name))
     return await _sync_target(
         runner,
         app_key=app_key,
@@ -262,6 +272,24 @@ async def sync_target(
         dry_run=dry_run,
         options=options,
     )
+
+
+def crash_point_from_env(target: str) -> str | None:
+    """The crash hook of $VMGITOPS_CRASH_AT for a sync of `target` (see CRASH_ENV)."""
+    raw = os.environ.get(CRASH_ENV, "").strip()
+    point, at, only = raw.rpartition("@")
+    if not at or "/" in only:
+        point, only = raw, ""
+    if not point or (only and only != target):
+        return None
+    return point
+
+
+def _die(point: str) -> None:
+    """The crash hook: end this process at once, as SIGKILL would (no cleanup at all)."""
+    sys.stderr.write(f"vmgitops: crash hook: dying at {point}\n")
+    sys.stderr.flush()
+    os._exit(CRASH_EXIT)
 
 
 async def _sync_target(
@@ -379,7 +407,11 @@ async def _run(s: _Sync, dry_run: bool) -> TargetResult:
             revision=s.revision,
             expected_serial=fence.serial,
             sensitive=[f.content for f in desired.files if f.sensitive],
-            options=ApplyOptions(s.opts.state_root, s.opts.lock_wait, s.opts.crash_at),
+            options=ApplyOptions(
+                s.opts.state_root,
+                s.opts.lock_wait,
+                None if s.opts.crash_at == SYNCED else s.opts.crash_at,
+            ),
         )
         s.trips += 1
         error = applied.error
@@ -389,7 +421,10 @@ async def _run(s: _Sync, dry_run: bool) -> TargetResult:
             and attempt < s.opts.replans
         ):
             continue
-        return await _verify(s, plan, observed, applied)
+        verified = await _verify(s, plan, observed, applied)
+        if s.opts.crash_at == SYNCED:
+            _die(SYNCED)
+        return verified
     raise AssertionError("unreachable")  # pragma: no cover
 
 
