@@ -6,12 +6,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from vmgitops.cli import cmd_import, cmd_render, cmd_run
+from vmgitops.cli import cmd_diff, cmd_import, cmd_render, cmd_run, cmd_status, cmd_sync
 
 Command = Callable[[argparse.Namespace], int]
 
 #: Each module registers its sub-parser with `register(subparsers)`.
-COMMANDS = (cmd_run, cmd_import, cmd_render)
+COMMANDS = (cmd_run, cmd_status, cmd_diff, cmd_sync, cmd_import, cmd_render)
 
 
 def build_parser() -> argparse.ArgumentParser:
