@@ -9,7 +9,7 @@ from pydantic import ConfigDict, Field, NonNegativeInt, model_validator
 
 from vmgitops.api.base import ApiModel, Duration, Reason, Time
 from vmgitops.api.common import ObjectMeta, ObservedStatus
-from vmgitops.api.meta import API_VERSION, PIPELINE
+from vmgitops.api.meta import API_VERSION, GROUP, PIPELINE
 from vmgitops.api.promotion import (
     GIT_COMMIT_REQUIRED,
     GIT_COMMIT_RULE,
@@ -21,6 +21,14 @@ from vmgitops.api.promotion import (
 )
 
 DUPLICATE_STAGE = "stage names must be unique"
+
+ANNOTATION_CLEAR_HOLD = f"{GROUP}/clear-hold"
+"""Set on a PromotionPipeline to clear the hold on stages: a stage name, several separated
+by commas, or "*". The operator removes it once acted on."""
+LABEL_PIPELINE = f"{GROUP}/pipeline"
+"""On a Promotion a PromotionPipeline created: the pipeline's name."""
+LABEL_STAGE = f"{GROUP}/stage"
+"""On a Promotion a PromotionPipeline created: the stage it promotes into."""
 
 
 class PipelineStage(ApplicationRef):
@@ -35,6 +43,8 @@ class PipelineStage(ApplicationRef):
     on to the next stage."""
     approval: Approval = Field(default_factory=Approval, json_schema_extra={"default": {}})
     """A human gate before a revision enters this stage."""
+    timeout: Duration = "30m"
+    """verification.timeout of the promotions into this stage."""
 
 
 class PromotionPipelineSpec(ApiModel):
@@ -69,9 +79,12 @@ class StageHold(ApiModel):
     """Why a revision is not moving into a stage."""
 
     reason: Reason
-    """For example WaitingForApproval, Soaking, ManualPromotion, PreviousStageFailed."""
+    """As a hold: ManualRollback or PromotionFailed. As a wait: WaitingForApproval,
+    Soaking, AutoPromotionDisabled, Promoting..."""
     since: Time | None = None
     message: str = ""
+    promotion: str | None = None
+    """The Promotion concerned, if any."""
 
 
 class StageStatus(ApiModel):
@@ -86,7 +99,16 @@ class StageStatus(ApiModel):
     promotion: str | None = None
     """The Promotion that moved the revision into this stage."""
     hold: StageHold | None = None
-    """Set while a newer revision waits to enter this stage."""
+    """Automatic promotion into this stage is stopped, after a manual rollback or a failed
+    promotion, until a user clears it: annotate the pipeline with
+    vmgitops.io/clear-hold=<stage> (or "*" for every stage)."""
+    waiting: StageHold | None = None
+    """Why the previous stage's revision has not entered this stage yet, while nothing is
+    wrong: approval, soak, a promotion in progress, automatic promotion off."""
+    accepted_revision: str | None = Field(default=None, max_length=1024)
+    """The revision the pipeline last saw this stage at, on its own or through one of its
+    Promotions: a change to any other revision without a Promotion of the pipeline is a
+    manual rollback."""
 
 
 class PromotionPipelineStatus(ObservedStatus):

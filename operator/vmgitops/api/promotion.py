@@ -87,12 +87,14 @@ class Approval(ApiModel):
 
 
 class Verification(ApiModel):
-    """How the destinations are checked after the revision moved."""
+    """The gate before the revision moves, and the check after it moved."""
 
     soak_time: Duration = "0s"
-    """How long every destination must stay Synced and Healthy at the revision."""
+    """How long `from` must have been Synced and Healthy at the revision before it moves
+    on (a gate, checked before approval is asked for)."""
     timeout: Duration = "30m"
-    """How long the destinations may take to become Synced and Healthy."""
+    """How long the destinations may take, once written, to be Synced and Healthy at the
+    revision; past it the promotion fails (and rolls back with rollbackOnFailure)."""
 
 
 class PromotionMethod(StrEnum):
@@ -102,28 +104,73 @@ class PromotionMethod(StrEnum):
     GIT_COMMIT = "GitCommit"
 
 
+DEFAULT_REVISION_KEY = "spec.source.targetRevision"
+_KEY_PATTERN = r"^[^.\s]+(\.[^.\s]+)*$"
+
+
+class GitCommitFile(ApiModel):
+    """Where one destination's revision lives, when it is not a manifest of the
+    destination itself: for example a values file (`envs/prod/values.yaml`, key
+    `web.revision`) that Argo CD renders the application from."""
+
+    kind: ApplicationKind = ApplicationKind.VM_APPLICATION
+    """The destination's kind: VMApplication (default) or Application."""
+    name: ObjectName
+    """The destination's name, as in spec.to."""
+    path: str = Field(min_length=1, max_length=4096, pattern=_FILE_PATH_PATTERN)
+    """The YAML file, relative to the repository root."""
+    key: str = Field(
+        default=DEFAULT_REVISION_KEY, min_length=1, max_length=1024, pattern=_KEY_PATTERN
+    )
+    """Dotted path of the value to set, from the document's root (`image.tag`). In a file
+    of several documents, the one whose kind and metadata.name match the destination."""
+
+    @property
+    def ref_key(self) -> tuple[str, str]:
+        return (self.kind.value, self.name)
+
+
 class GitCommitTarget(ApiModel):
     """Where method GitCommit writes the revision: the Git repository that holds the
     destinations' manifests (for example the one Argo CD syncs them from). In the file or
-    folder at path, spec.source.targetRevision of each document whose kind and name match
-    a destination is set to the revision, and the change is committed and pushed."""
+    folder at path, `key` of each document whose kind and metadata.name match a
+    destination is set to the revision (a destination listed in `files` is written where
+    that entry says instead); the change is committed, naming the Promotion, and pushed,
+    rebasing and retrying when the branch moved meanwhile."""
 
     repo_url: str = Field(alias="repoURL", min_length=1, max_length=2048, pattern=REPO_URL_PATTERN)
     branch: str = Field(default="main", min_length=1, max_length=255)
     """The branch to commit to."""
-    path: str = Field(min_length=1, max_length=4096, pattern=_FILE_PATH_PATTERN)
-    """File or folder, relative to the repository root, holding the manifests."""
+    path: str = Field(default=".", min_length=1, max_length=4096, pattern=_FILE_PATH_PATTERN)
+    """File or folder (searched for *.yaml and *.yml), relative to the repository root,
+    holding the destinations' manifests; default the whole repository."""
+    key: str = Field(
+        default=DEFAULT_REVISION_KEY, min_length=1, max_length=1024, pattern=_KEY_PATTERN
+    )
+    """Dotted path of the revision inside each matching manifest."""
+    files: list[GitCommitFile] = Field(default_factory=list, max_length=64)
+    """Per destination: a given key in a given YAML file, instead of path and key."""
     credentials: Credentials | None = None
     """A Secret of type kubernetes.io/basic-auth or kubernetes.io/ssh-auth; needs push access."""
 
+    def file_for(self, ref: ApplicationRef) -> GitCommitFile | None:
+        """The explicit file entry of a destination, if it has one."""
+        return next((f for f in self.files if f.ref_key == ref.key), None)
+
+
+SPEC_IMMUTABLE = "spec is immutable: create a new Promotion instead"
+
 
 class PromotionSpec(ApiModel):
-    """Move a revision from one application to others, with gates and verification."""
+    """Move a revision from one application to others, with gates and verification.
+
+    Immutable once created: a Promotion is an audit record of what moved where."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 GIT_COMMIT_RULE,
+                {"rule": "self == oldSelf", "message": SPEC_IMMUTABLE},
                 {
                     "rule": "!self.to.exists(t, t.name == self.from.name"
                     " && (has(t.kind) ? t.kind : 'VMApplication')"
@@ -198,17 +245,28 @@ class PromotionStatus(ObservedStatus):
 
     phase: PromotionPhase | None = None
     revision: str | None = None
-    """The revision being promoted, resolved when the promotion starts."""
+    """The revision being promoted (a full commit), fixed when the gates pass."""
     previous_revisions: dict[str, str] = Field(default_factory=dict)
-    """Each destination's targetRevision before the promotion, by name: for rollback."""
+    """Each destination's revision before the promotion, by name (`Application/<name>`
+    for an Argo CD Application whose name a VMApplication destination also has): what
+    a rollback restores."""
     approved_by: str | None = None
+    """Who approved (the vmgitops.io/approved-by annotation), once acted on."""
+    approved_at: Time | None = None
     started_at: Time | None = None
+    """When the promotion first reconciled."""
     verifying_since: Time | None = None
     """When verification began; verification.timeout counts from here."""
     soak_started_at: Time | None = None
-    """When all destinations were first Synced and Healthy at the revision."""
+    """When the operator first saw `from` Synced and Healthy at the revision; the soak
+    counts from here when `from`'s own status does not say since when it has been."""
     finished_at: Time | None = None
+    reason: str | None = Field(default=None, max_length=1024)
+    """CamelCase reason of the phase: Soaking, ConflictingPromotion, AlreadyAtRevision..."""
     message: str = ""
+    commit: str | None = None
+    """For method GitCommit: the commit pushed to gitCommit.repoURL (or, after a
+    rollback, the commit that restored the previous revisions)."""
 
 
 class Promotion(ApiModel):

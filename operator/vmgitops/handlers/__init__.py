@@ -1,5 +1,5 @@
 """The thin kopf layer; importing this package registers every handler."""
 
-from vmgitops.handlers import applications, startup, targets
+from vmgitops.handlers import applications, pipelines, promotions, startup, targets
 
-__all__ = ["applications", "startup", "targets"]
+__all__ = ["applications", "pipelines", "promotions", "startup", "targets"]
