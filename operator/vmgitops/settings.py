@@ -20,6 +20,17 @@ def _env_int(name: str, default: int) -> int:
     return int(_env_float(name, default))
 
 
+def _env_bool(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"{name}={raw!r} is not a boolean (true or false)")
+
+
 @dataclass
 class Settings:
     """Knobs that size the operator to its fleet; defaults suit thousands of targets."""
@@ -46,6 +57,18 @@ class Settings:
     idle_close: float = field(default_factory=lambda: _env_float("VMGITOPS_IDLE_CLOSE", 600))
     metrics_port: int = field(default_factory=lambda: _env_int("VMGITOPS_METRICS_PORT", 8080))
     health_port: int = field(default_factory=lambda: _env_int("VMGITOPS_HEALTH_PORT", 8081))
+    #: Git sources beyond the safe default, for a test bed, never a shared cluster:
+    #: file:// URLs and local paths (they read the operator's own disk)...
+    git_allow_file: bool = field(default_factory=lambda: _env_bool("VMGITOPS_GIT_ALLOW_FILE"))
+    #: ...link-local hosts and cloud metadata names (they hand out cloud credentials)...
+    git_allow_insecure_hosts: bool = field(
+        default_factory=lambda: _env_bool("VMGITOPS_GIT_ALLOW_INSECURE_HOSTS")
+    )
+    #: ...and Basic-auth passwords over plain http:// to a host other than loopback.
+    #: `ext::` and other remote helpers run programs and are never allowed.
+    git_allow_plain_http_credentials: bool = field(
+        default_factory=lambda: _env_bool("VMGITOPS_GIT_ALLOW_PLAIN_HTTP_CREDENTIALS")
+    )
 
 
 _current: Settings | None = None

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from vmgitops import settings
+
 from .checkout import CheckoutStore, TreeLimits, checked_subpath, resolve_app_folder
 from .credentials import (
     GitCredentials,
@@ -92,6 +94,16 @@ class _Listing:
         return fresh and (extra is None or self.extra_ref == extra)
 
 
+def policy_from_settings() -> SourcePolicy:
+    """The operator's SourcePolicy: the safe default unless VMGITOPS_GIT_ALLOW_* say so."""
+    s = settings.current()
+    return SourcePolicy(
+        allow_file=s.git_allow_file,
+        allow_insecure_hosts=s.git_allow_insecure_hosts,
+        allow_plain_http_credentials=s.git_allow_plain_http_credentials,
+    )
+
+
 class GitSource:
     """Fetch cache, revision resolution and immutable checkouts; one per operator process."""
 
@@ -110,7 +122,7 @@ class GitSource:
         check_dns: bool = True,
     ) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.policy = policy or SourcePolicy()
+        self.policy = policy or policy_from_settings()
         #: Seconds any one git command may take before it is killed with its children.
         self.timeout = timeout if timeout is not None else _default_timeout()
         self.max_checkouts = max_checkouts

@@ -165,7 +165,7 @@ def parse_repo_url(url: str, policy: SourcePolicy | None = None) -> RepoURL:
             raise URLRefused(
                 f"repoURL {repo.display!r} is refused: {why}; fetching it could leak the "
                 "operator's cloud credentials (an administrator can allow such hosts "
-                "with SourcePolicy(allow_insecure_hosts=True))"
+                "with VMGITOPS_GIT_ALLOW_INSECURE_HOSTS=true on the operator)"
             )
     return repo
 
@@ -176,7 +176,8 @@ def _parse_scheme_url(url: str, scheme: str, policy: SourcePolicy, shown: str) -
         if not policy.allow_file:
             raise URLRefused(
                 f"repoURL {shown!r} is refused: file:// reads the operator's own disk; "
-                "serve the repository over https://, ssh:// or git://"
+                "serve the repository over https://, ssh:// or git:// (a test bed may "
+                "allow it with VMGITOPS_GIT_ALLOW_FILE=true on the operator)"
             )
         parts = urlsplit(url)
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
@@ -232,7 +233,8 @@ def _parse_local_path(url: str, policy: SourcePolicy, shown: str) -> RepoURL:
     if not policy.allow_file:
         raise URLRefused(
             f"repoURL {shown!r} is a local path, which would read the operator's own disk; "
-            "use https://, ssh://, git:// or user@host:path"
+            "use https://, ssh://, git:// or user@host:path (a test bed may allow it with "
+            "VMGITOPS_GIT_ALLOW_FILE=true on the operator)"
         )
     if not url.startswith("/"):
         raise URLRefused(f"repoURL {shown!r}: a local repository needs an absolute path")
