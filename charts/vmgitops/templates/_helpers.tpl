@@ -114,7 +114,7 @@ cluster
   verbs: [get, list, watch, patch]
 - apiGroups: [vmgitops.io]
   resources: [promotions]
-  verbs: [create]
+  verbs: [create, delete]
 - apiGroups: [vmgitops.io]
   resources:
     - virtualmachinetargets/status
