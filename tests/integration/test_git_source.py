@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from gitserver import GitDaemon, SmartHTTPServer, Workdir, free_port, init_bare, remove
-from testbed import DEV, VM
+from testbed import DEV, GIT_BASE_URL, VM
 from vmgitops.source import (
     GitAuthenticationFailed,
     GitCredentialsInvalid,
@@ -41,7 +41,7 @@ from vmgitops.source.mirror import Mirror
 
 pytestmark = pytest.mark.integration
 
-GIT_DAEMON = "git://127.0.0.1:9418"
+GIT_DAEMON = GIT_BASE_URL
 PASSWORD = "s3cr3t-P@ss/word+42"
 
 
