@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
+from chaos.fixtures import chaos_namespace, chaos_vms, terminal_summary
 
-from chaos import bed, figures
-from testbed import VM
+__all__ = ["chaos_namespace", "chaos_vms"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    figures.print_summary(terminalreporter)
-
-
-@pytest.fixture(scope="session")
-def chaos_vms(fleet: list[VM]) -> list[VM]:
-    """vm41..vm60 (CHAOS_VMS of them), booted once and left running like the others."""
-    return bed.boot(bed.chaos_vm_names())
-
-
-@pytest.fixture
-def chaos_namespace(crds: None) -> Iterator[str]:
-    name = bed.create_namespace()
-    yield name
-    bed.clean_namespace(name)
+    terminal_summary(terminalreporter)
