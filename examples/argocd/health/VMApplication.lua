@@ -13,11 +13,6 @@ end
 if st == nil then
   return hs
 end
-local generation = obj.metadata and obj.metadata.generation
-if generation ~= nil and (st.observedGeneration == nil or st.observedGeneration < generation) then
-  hs.message = "the operator has not reconciled the latest spec yet"
-  return hs
-end
 local function condition(kind)
   for _, c in ipairs(st.conditions or {}) do
     if c.type == kind then
@@ -32,18 +27,23 @@ local function short(rev)
   end
   return string.sub(rev, 1, 12)
 end
-local ready = condition("Ready")
-if ready ~= nil and ready.status == "False" and ready.reason ~= nil and ready.reason ~= "NotReady" then
-  -- Git or the manifest failed (GitFetchFailed, RevisionNotFound, ManifestInvalid, ...).
-  hs.status = "Degraded"
-  hs.message = ready.reason .. ": " .. (ready.message or "")
-  return hs
-end
 local sync = st.sync or {}
 local op = st.operation
 if op ~= nil and op.phase == "Running" then
   local batches = op.batches or {}
   hs.message = "rolling out " .. short(op.revision) .. ": batch " .. (batches.current or 0) .. "/" .. (batches.total or 0)
+  return hs
+end
+local generation = obj.metadata and obj.metadata.generation
+if generation ~= nil and (st.observedGeneration == nil or st.observedGeneration < generation) then
+  hs.message = "the operator has not reconciled the latest spec yet"
+  return hs
+end
+local ready = condition("Ready")
+if ready ~= nil and ready.status == "False" and ready.reason ~= nil and ready.reason ~= "NotReady" then
+  -- Git or the manifest failed (GitFetchFailed, RevisionNotFound, ManifestInvalid, ...).
+  hs.status = "Degraded"
+  hs.message = ready.reason .. ": " .. (ready.message or "")
   return hs
 end
 if op ~= nil and op.phase == "Failed" and op.revision == sync.revision then
