@@ -1,13 +1,19 @@
-"""A real Git repository on the test bed's git daemon, holding a generated VM app."""
+"""A real Git repository on the test bed's git daemon, holding a generated VM app, and
+the helpers the VMApplication end-to-end tests share (targets, applications, status,
+Events)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from testbed import DEV, GIT_BASE_URL
+from testbed import DEV, GIT_BASE_URL, VM, eventually, kubectl
 
 APP_TEMPLATE = """\
 files:
@@ -146,3 +152,166 @@ class AppRepo:
             f"rm -rf /etc/{a} /opt/{a} /var/lib/{a} /etc/systemd/system/{a}.service "
             f"/var/lib/vmgitops/*_{a}* ; systemctl daemon-reload"
         )
+
+
+# -- Kubernetes objects of the tests -----------------------------------------------------
+
+
+def apply(obj: dict[str, Any]) -> None:
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def target(namespace: str, vm: VM, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "vmgitops.io/v1alpha1",
+        "kind": "VirtualMachineTarget",
+        "metadata": {"name": vm.name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "address": vm.address,
+            "port": vm.port,
+            "user": vm.user,
+            "credentials": {"secretRef": {"name": "fleet-ssh"}},
+            "hostKey": {"publicKeys": [vm.host_public_key]},
+        },
+    }
+
+
+def setup_targets(namespace: str, vms: list[VM], env: str) -> None:
+    """The fleet Secret and one VirtualMachineTarget per VM, labelled env=<env>, role=web."""
+    apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/ssh-auth",
+            "metadata": {"name": "fleet-ssh", "namespace": namespace},
+            "data": {"ssh-privatekey": base64.b64encode(vms[0].private_key.encode()).decode()},
+        }
+    )
+    for vm in vms:
+        apply(target(namespace, vm, {"env": env, "role": "web"}))
+
+
+def application(
+    namespace: str,
+    repo: AppRepo,
+    *,
+    env: str = "test",
+    automated: dict[str, Any] | None = None,
+    retry: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "source": {"repoURL": repo.url, "targetRevision": "main", "path": f"apps/{repo.app}"},
+        "destination": {"selector": {"matchLabels": {"env": env}}},
+        "parameters": {"greeting": "hello"},
+        "refreshInterval": "5s",
+        **spec,
+    }
+    policy: dict[str, Any] = {}
+    if automated is not None:
+        policy["automated"] = automated
+    if retry is not None:
+        policy["retry"] = retry
+    if policy:
+        body["syncPolicy"] = policy
+    return {
+        "apiVersion": "vmgitops.io/v1alpha1",
+        "kind": "VMApplication",
+        "metadata": {"name": repo.app, "namespace": namespace},
+        "spec": body,
+    }
+
+
+def get(namespace: str, kind: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = json.loads(kubectl("-n", namespace, "get", kind, name, "-o", "json"))
+    return obj
+
+
+def app_status(namespace: str, name: str) -> dict[str, Any]:
+    status: dict[str, Any] = get(namespace, "vmapp", name).get("status") or {}
+    return status
+
+
+def patch_app(namespace: str, name: str, patch: dict[str, Any]) -> None:
+    kubectl("-n", namespace, "patch", "vmapp", name, "--type=merge", "-p", json.dumps(patch))
+
+
+def wait_status(
+    namespace: str,
+    name: str,
+    check: Callable[[dict[str, Any]], bool],
+    *,
+    timeout: float = 180,
+    what: str = "status",
+) -> dict[str, Any]:
+    """Polls the application's status until `check` holds; returns that status."""
+
+    def once() -> dict[str, Any] | None:
+        s = app_status(namespace, name)
+        return s if check(s) else None
+
+    return eventually(once, timeout=timeout, interval=1, what=what)
+
+
+def operation(status: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = status.get("operation") or {}
+    return op
+
+
+def wait_synced_healthy(
+    namespace: str, name: str, revision: str, timeout: float = 180
+) -> dict[str, Any]:
+    def check(s: dict[str, Any]) -> bool:
+        return (
+            s.get("sync", {}).get("status") == "Synced"
+            and s.get("sync", {}).get("revision") == revision
+            and s.get("health", {}).get("status") == "Healthy"
+            and operation(s).get("phase") in (None, "Succeeded")
+        )
+
+    return wait_status(
+        namespace,
+        name,
+        check,
+        timeout=timeout,
+        what=f"{name} Synced and Healthy at {revision[:12]}",
+    )
+
+
+def events(namespace: str, name: str) -> list[dict[str, Any]]:
+    """The Events posted about object `name`, oldest first."""
+    out = json.loads(
+        kubectl(
+            "-n",
+            namespace,
+            "get",
+            "events",
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+    )
+    items: list[dict[str, Any]] = out.get("items") or []
+    return sorted(items, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+
+
+def event_reasons(namespace: str, name: str) -> list[str]:
+    return [str(e.get("reason")) for e in events(namespace, name)]
+
+
+def vm_file(vm: VM, path: str) -> str:
+    return vm.ssh(f"cat {path}").stdout.decode()
+
+
+def vm_lines(vm: VM, path: str) -> list[str]:
+    """The lines of a file on the VM; [] when it does not exist."""
+    return vm.ssh(f"cat {path} 2>/dev/null || true").stdout.decode().splitlines()
+
+
+def inode(vm: VM, path: str) -> int:
+    return int(vm.ssh(f"stat -c %i {path}").stdout.decode().strip())
+
+
+def exists(vm: VM, path: str) -> bool:
+    return vm.ssh(f"test -e {path}", check=False).returncode == 0

@@ -10,16 +10,30 @@
 * `vmgitops_probes_total{result}`: reachability probes by result (the Reachable reason).
 * `vmgitops_probe_seconds`: wall time of one probe (connect if needed, facts command).
 
-Label values are CamelCase reasons from a closed set; no target names, so the series
-count does not grow with the fleet. Nothing here reads or exports a secret.
+VMApplications:
+
+* `vmgitops_sync_duration_seconds`: wall time of one sync operation (a rollout), from
+  its start to its end, over every batch.
+* `vmgitops_operations_total{result}`: operations that ended, by result (`Succeeded`,
+  `Failed`, `Superseded`).
+* `vmgitops_app_targets{namespace,app,sync,health}`: the selected targets of each
+  application by sync and health status (`Unreachable` health for a VM that cannot be
+  reached), read from memory at scrape time.
+* `vmgitops_drift_detected_total{namespace,app}`: targets found changed by hand at the
+  revision they were synced to.
+
+Label values are CamelCase reasons from a closed set, or application names; never
+target names, so the series count does not grow with the fleet. Nothing here reads or
+exports a secret.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter as _Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -30,6 +44,7 @@ from vmgitops.transport.pool import PoolObserver
 
 log = logging.getLogger("vmgitops.metrics")
 
+SYNC_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 CONNECT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -74,6 +89,40 @@ class _TargetsByReason(Collector):
         )
 
 
+class _AppTargets(Collector):
+    """`vmgitops_app_targets{namespace,app,sync,health}` from the controllers' memory."""
+
+    NAME = "vmgitops_app_targets"
+    HELP = "Selected VirtualMachineTargets of each VMApplication by sync and health status"
+    LABELS = ("namespace", "app", "sync", "health")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], dict[tuple[str, str], int]] = {}
+
+    def set(self, namespace: str, app: str, counts: Mapping[tuple[str, str], int]) -> None:
+        with self._lock:
+            self._counts[(namespace, app)] = dict(counts)
+
+    def forget(self, namespace: str, app: str) -> None:
+        with self._lock:
+            self._counts.pop((namespace, app), None)
+
+    def snapshot(self) -> dict[tuple[str, str], dict[tuple[str, str], int]]:
+        with self._lock:
+            return {k: dict(v) for k, v in self._counts.items()}
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=list(self.LABELS))
+        for (namespace, app), counts in sorted(self.snapshot().items()):
+            for (sync, health), n in sorted(counts.items()):
+                family.add_metric([namespace, app, sync, health], n)
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=list(self.LABELS))
+
+
 class Metrics:
     """The operator's metrics in one registry (the process-wide one by default)."""
 
@@ -110,6 +159,26 @@ class Metrics:
             buckets=PROBE_BUCKETS,
             registry=registry,
         )
+        self.app_targets = _AppTargets()
+        registry.register(self.app_targets)
+        self.sync_duration = Histogram(
+            "vmgitops_sync_duration_seconds",
+            "Wall time of one VMApplication sync operation (a rollout), start to end",
+            buckets=SYNC_BUCKETS,
+            registry=registry,
+        )
+        self.operations = Counter(
+            "vmgitops_operations",
+            "VMApplication sync operations that ended, by result",
+            ["result"],
+            registry=registry,
+        )
+        self.drift_detected = Counter(
+            "vmgitops_drift_detected",
+            "Targets found changed by hand at the revision they were synced to",
+            ["namespace", "app"],
+            registry=registry,
+        )
 
     def observer(self) -> PoolObserver:
         """A PoolObserver that feeds the SSH metrics; give it to the ConnectionPool."""
@@ -125,6 +194,27 @@ class Metrics:
 
     def target_deleted(self, target: str) -> None:
         self.targets.forget(target)
+
+    # -- VMApplications (the reconciler's AppMetrics) -----------------------------------
+
+    def operation_finished(self, result: str, seconds: float | None) -> None:
+        self.operations.labels(result=result).inc()
+        if seconds is not None and seconds >= 0:
+            self.sync_duration.observe(seconds)
+
+    def drift_found(self, namespace: str, app: str, count: int) -> None:
+        if count > 0:
+            self.drift_detected.labels(namespace=namespace, app=app).inc(count)
+
+    def app_targets_counted(
+        self, namespace: str, app: str, counts: Mapping[tuple[str, str], int]
+    ) -> None:
+        self.app_targets.set(namespace, app, counts)
+
+    def app_forgotten(self, namespace: str, app: str) -> None:
+        self.app_targets.forget(namespace, app)
+        with contextlib.suppress(KeyError):
+            self.drift_detected.remove(namespace, app)
 
 
 class MetricsObserver(PoolObserver):

@@ -3,103 +3,25 @@ operator and API server, the Argo CD way."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from apprepo import AppRepo
+from apprepo import (
+    AppRepo,
+    app_status,
+    application,
+    apply,
+    setup_targets,
+    vm_file,
+    wait_synced_healthy,
+)
 from testbed import VM, eventually, kubectl
 
 pytestmark = pytest.mark.e2e
-
-
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def setup_targets(namespace: str, vms: list[VM], env: str) -> None:
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/ssh-auth",
-            "metadata": {"name": "fleet-ssh", "namespace": namespace},
-            "data": {"ssh-privatekey": base64.b64encode(vms[0].private_key.encode()).decode()},
-        }
-    )
-    for vm in vms:
-        apply(
-            {
-                "apiVersion": "vmgitops.io/v1alpha1",
-                "kind": "VirtualMachineTarget",
-                "metadata": {
-                    "name": vm.name,
-                    "namespace": namespace,
-                    "labels": {"env": env, "role": "web"},
-                },
-                "spec": {
-                    "address": vm.address,
-                    "port": vm.port,
-                    "user": vm.user,
-                    "credentials": {"secretRef": {"name": "fleet-ssh"}},
-                    "hostKey": {"publicKeys": [vm.host_public_key]},
-                },
-            }
-        )
-
-
-def application(
-    namespace: str,
-    repo: AppRepo,
-    *,
-    env: str = "test",
-    automated: dict[str, Any] | None = None,
-    **spec: Any,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": {"repoURL": repo.url, "targetRevision": "main", "path": f"apps/{repo.app}"},
-        "destination": {"selector": {"matchLabels": {"env": env}}},
-        "parameters": {"greeting": "hello"},
-        "refreshInterval": "5s",
-        **spec,
-    }
-    if automated is not None:
-        body["syncPolicy"] = {"automated": automated}
-    return {
-        "apiVersion": "vmgitops.io/v1alpha1",
-        "kind": "VMApplication",
-        "metadata": {"name": repo.app, "namespace": namespace},
-        "spec": body,
-    }
-
-
-def app_status(namespace: str, name: str) -> dict[str, Any]:
-    obj = json.loads(kubectl("-n", namespace, "get", "vmapp", name, "-o", "json"))
-    status: dict[str, Any] = obj.get("status") or {}
-    return status
-
-
-def wait_synced_healthy(
-    namespace: str, name: str, revision: str, timeout: float = 180
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        s = app_status(namespace, name)
-        ok = (
-            s.get("sync", {}).get("status") == "Synced"
-            and s.get("sync", {}).get("revision") == revision
-            and s.get("health", {}).get("status") == "Healthy"
-            and (s.get("operation") or {}).get("phase") in (None, "Succeeded")
-        )
-        return s if ok else None
-
-    return eventually(
-        check, timeout=timeout, interval=1, what=f"{name} Synced and Healthy at {revision[:12]}"
-    )
 
 
 @pytest.fixture
@@ -109,10 +31,6 @@ def repo(tmp_path: Path, fleet: list[VM]) -> Iterator[AppRepo]:
     for vm in fleet[:4]:
         vm.ssh(r.cleanup_vm_command(), check=False)
     r.remove()
-
-
-def vm_file(vm: VM, path: str) -> str:
-    return vm.ssh(f"cat {path}").stdout.decode()
 
 
 def test_initial_sync_then_commit_rolls_out_in_batches(

@@ -6,12 +6,32 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from vmgitops.cli import cmd_diff, cmd_import, cmd_render, cmd_run, cmd_status, cmd_sync
+from vmgitops.cli import (
+    cmd_approve,
+    cmd_diff,
+    cmd_import,
+    cmd_promote,
+    cmd_render,
+    cmd_rollback,
+    cmd_run,
+    cmd_status,
+    cmd_sync,
+)
 
 Command = Callable[[argparse.Namespace], int]
 
 #: Each module registers its sub-parser with `register(subparsers)`.
-COMMANDS = (cmd_run, cmd_status, cmd_diff, cmd_sync, cmd_import, cmd_render)
+COMMANDS = (
+    cmd_run,
+    cmd_status,
+    cmd_diff,
+    cmd_sync,
+    cmd_rollback,
+    cmd_promote,
+    cmd_approve,
+    cmd_import,
+    cmd_render,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,10 @@
 """kopf glue for VMApplication: one daemon per application runs its reconciler.
 
 The daemon wakes every refreshInterval, or at once when the application changes (spec,
-or the refresh/sync annotations) or when a target joins or leaves its namespace.
+or the refresh/sync annotations) or when a target joins or leaves its namespace. Targets
+come from in-memory indices (no API call to select or look them up); each target's
+status.applications is written through one process-wide `TargetStatusBook`, which
+patches only what changed, without a GET first.
 """
 
 from __future__ import annotations
@@ -9,26 +12,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 
+from vmgitops import metrics as metrics_mod
 from vmgitops.api import meta
 from vmgitops.handlers import targets as target_handlers
 from vmgitops.kube.client import Kube, NotFound
 from vmgitops.reconcile.app_controller import AppReconciler, Deps
 from vmgitops.reconcile.app_driver import SSHDriver
+from vmgitops.reconcile.app_targets import TargetStatusBook
 from vmgitops.source import GitSource
 
 log = logging.getLogger("vmgitops.applications")
 APPS = (meta.GROUP, meta.VERSION, meta.APPLICATION.plural)
 TARGETS = (meta.GROUP, meta.VERSION, meta.TARGET.plural)
+#: Seconds between two garbage collections of Git checkouts.
+GC_INTERVAL = 600.0
 
 _wake: dict[str, asyncio.Event] = {}
+_reconcilers: dict[str, AppReconciler] = {}
 _source: GitSource | None = None
 _kube: Kube | None = None
-_target_locks: dict[str, asyncio.Lock] = {}
+_book: TargetStatusBook | None = None
+_by_key: kopf.Index[Any, Any] | None = None
+_gc = {"last": 0.0}
+_gc_lock: asyncio.Lock | None = None
 
 
 def _git() -> GitSource:
@@ -45,23 +57,70 @@ def _api() -> Kube:
     return _kube
 
 
+def _target_body(namespace: str, name: str) -> Mapping[str, Any] | None:
+    if _by_key is None:
+        return None
+    for v in _by_key.get((namespace, name), []):
+        return v  # type: ignore[no-any-return]
+    return None
+
+
+async def _patch_applications(
+    namespace: str, name: str, applications: list[dict[str, Any]]
+) -> Mapping[str, Any] | None:
+    try:
+        return await _api().patch_status(
+            meta.TARGET, namespace, name, {"applications": applications}
+        )
+    except NotFound:
+        return None
+
+
+def book() -> TargetStatusBook:
+    global _book
+    if _book is None:
+        _book = TargetStatusBook(_patch_applications, _target_body)
+    return _book
+
+
+def _light(namespace: str | None, name: str, body: kopf.Body) -> dict[str, Any]:
+    """What selecting a target, syncing it and writing its entry need from its body."""
+    m = body.get("metadata") or {}
+    return {
+        "apiVersion": meta.API_VERSION,
+        "kind": meta.TARGET.kind,
+        "metadata": {
+            "namespace": namespace,
+            "name": name,
+            "labels": dict(m.get("labels") or {}),
+            "uid": m.get("uid"),
+            "generation": m.get("generation"),
+            "resourceVersion": m.get("resourceVersion"),
+        },
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
 @kopf.index(*TARGETS)
 def targets_by_namespace(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     # Label selection needs labels; the index keeps them with what a sync needs.
+    return {namespace: _light(namespace, name, body)}
+
+
+@kopf.index(*TARGETS)
+def app_targets_by_key(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+    """(namespace, name) -> labels, resourceVersion and status.applications: one lookup
+    per target instead of a walk over its namespace."""
     m = body.get("metadata") or {}
     return {
-        namespace: {
-            "apiVersion": meta.API_VERSION,
-            "kind": meta.TARGET.kind,
+        (namespace, name): {
             "metadata": {
-                "namespace": namespace,
                 "name": name,
                 "labels": dict(m.get("labels") or {}),
-                "uid": m.get("uid"),
-                "generation": m.get("generation"),
+                "resourceVersion": m.get("resourceVersion"),
             },
-            "spec": dict(body.get("spec") or {}),
-            "status": dict(body.get("status") or {}),
+            "status": {"applications": list((body.get("status") or {}).get("applications") or [])},
         }
     }
 
@@ -93,49 +152,77 @@ async def target_membership_event(*, body: kopf.Body, type: str, **_: Any) -> No
     labels = dict(body.meta.labels)
     if type == "DELETED":
         _target_labels.pop(key, None)
+        book().forget(str(body.meta.namespace), str(body.meta.name))
         _wake_namespace(body.meta.namespace)
     elif _target_labels.get(key) != labels:
         _target_labels[key] = labels
         _wake_namespace(body.meta.namespace)
 
 
-async def _write_target_status(
-    namespace: str, target: str, app: str, entry: dict[str, Any] | None, index: kopf.Index[Any, Any]
-) -> None:
-    """Replaces this application's entry in the target's status.applications."""
-    key = f"{namespace}/{target}"
-    lock = _target_locks.setdefault(key, asyncio.Lock())
-    async with lock:
+async def _collect_checkouts() -> None:
+    """Drops Git checkouts no application uses, now and then; what is deployed stays."""
+    global _gc_lock
+    if time.monotonic() - _gc["last"] < GC_INTERVAL:
+        return
+    if _gc_lock is None:
+        _gc_lock = asyncio.Lock()
+    async with _gc_lock:
+        if time.monotonic() - _gc["last"] < GC_INTERVAL:
+            return
+        _gc["last"] = time.monotonic()
+        protect: set[str] = set()
+        for r in list(_reconcilers.values()):
+            protect |= r.in_use()
         try:
-            current = await _api().get(meta.TARGET, namespace, target)
-        except NotFound:
+            removed = await _git().gc_checkouts(protect=sorted(protect))
+        except Exception:
+            log.exception("Git checkout garbage collection failed")
             return
-        apps = [
-            a
-            for a in (current.get("status") or {}).get("applications") or []
-            if a.get("name") != app
-        ]
-        if entry is not None:
-            apps.append(entry)
-        apps.sort(key=lambda a: str(a.get("name")))
-        if apps == ((current.get("status") or {}).get("applications") or []):
-            return
-        try:
-            await _api().patch_status(meta.TARGET, namespace, target, {"applications": apps})
-        except NotFound:
-            return
+        if removed:
+            log.info("removed %d unused Git checkout(s)", len(removed))
+
+
+async def _forget_application(namespace: str, name: str, by_ns: kopf.Index[Any, Any]) -> None:
+    """The application is gone: its entry leaves every target's status."""
+    b = book()
+    listed = [
+        str(t["metadata"]["name"])
+        for t in by_ns.get(namespace, [])
+        if b.has_entry(namespace, str(t["metadata"]["name"]), name)
+    ]
+    with contextlib.suppress(Exception):
+        await b.write(namespace, name, dict.fromkeys(listed))
+    metrics_mod.current().app_forgotten(namespace, name)
+
+
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
+    """Until `delay` passes, the application is woken, or the daemon is asked to stop."""
+    waiters = [
+        asyncio.ensure_future(wake.wait()),
+        asyncio.ensure_future(stopped.wait()),
+    ]
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
 
 
 @kopf.daemon(*APPS, cancellation_timeout=60)
 async def application_daemon(
     *, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any
 ) -> None:
+    global _by_key
     namespace, name = str(body.meta.namespace), str(body.meta.name)
     key = f"{namespace}/{name}"
     wake = _wake.setdefault(key, asyncio.Event())
     by_ns: kopf.Index[Any, Any] = kwargs["targets_by_namespace"]
+    _by_key = kwargs["app_targets_by_key"]
     secrets: kopf.Index[Any, Any] = kwargs["credential_secrets"]
+    target_index: kopf.Index[Any, Any] = kwargs["target_bodies"]
     st = target_handlers.state()
+    targets_book = book()
 
     def targets_in(ns: str) -> Sequence[Mapping[str, Any]]:
         return list(by_ns.get(ns, []))
@@ -145,15 +232,21 @@ async def application_daemon(
             return v  # type: ignore[no-any-return]
         return None
 
+    def target(ns: str, n: str) -> Mapping[str, Any] | None:
+        # A bastion hop's body, from the target controller's keyed index.
+        for v in target_index.get((ns, n), []):
+            return v  # type: ignore[no-any-return]
+        return None
+
     def post(type_: str, reason: str, message: str) -> None:
         log.info("%s: %s %s", key, reason, message)
-        kopf.event(body, type=type_, reason=reason, message=message)
+        kopf.event(body, type=type_, reason=reason, message=message[:1024])
 
-    async def write_status(patch: dict[str, Any]) -> None:
-        await _api().patch_status(meta.APPLICATION, namespace, name, patch)
+    async def write_status(patch: dict[str, Any]) -> Mapping[str, Any] | None:
+        return await _api().patch_status(meta.APPLICATION, namespace, name, patch)
 
-    async def write_target(target: str, app: str, entry: dict[str, Any] | None) -> None:
-        await _write_target_status(namespace, target, app, entry, by_ns)
+    async def write_targets(changes: Mapping[str, Mapping[str, Any] | None]) -> None:
+        await targets_book.write(namespace, name, changes)
 
     async def remove_annotations(keys: Sequence[str]) -> None:
         await _api().patch(
@@ -161,11 +254,7 @@ async def application_daemon(
         )
 
     driver = SSHDriver(
-        pool=st.pool,
-        keys=st.keys,
-        timeouts=st.timeouts,
-        secrets=secret,
-        targets=lambda ns, n: next((t for t in targets_in(ns) if t["metadata"]["name"] == n), None),
+        pool=st.pool, keys=st.keys, timeouts=st.timeouts, secrets=secret, targets=target
     )
     reconciler = AppReconciler(
         namespace,
@@ -176,12 +265,16 @@ async def application_daemon(
             targets_in=targets_in,
             secrets=secret,
             write_status=write_status,
-            write_target_status=write_target,
+            write_targets=write_targets,
+            lists_app=lambda t: targets_book.has_entry(namespace, t, name),
             remove_annotations=remove_annotations,
             event=post,
+            metrics=metrics_mod.current(),
+            stopping=lambda: bool(stopped),
         ),
     )
     reconciler.live_body = lambda: body
+    _reconcilers[key] = reconciler
     try:
         while not stopped:
             wake.clear()
@@ -192,7 +285,11 @@ async def application_daemon(
             except Exception:
                 log.exception("%s: reconcile failed; retrying in 10s", key)
                 delay = 10.0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=delay)
+            await _collect_checkouts()
+            await _sleep(wake, stopped, delay)
     finally:
         _wake.pop(key, None)
+        _reconcilers.pop(key, None)
+        reason = stopped.reason
+        if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+            await _forget_application(namespace, name, by_ns)

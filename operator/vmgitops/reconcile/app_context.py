@@ -33,6 +33,8 @@ class SyncOutcome:
     view: TargetView
     ok: bool
     message: str = ""
+    #: The VM could not be reached: neither a success nor a failure.
+    unreachable: bool = False
 
 
 class TargetDriver(Protocol):

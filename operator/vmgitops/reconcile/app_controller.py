@@ -1,8 +1,9 @@
 """One VMApplication's reconcile: Git to a revision, observe the fleet, roll out, report.
 
-Runs as a pipeline of small steps (source, select, observe, decide, roll out, report),
-each of which can stop the tick with a condition; the caller (a kopf daemon) calls
-`tick` again after `refreshInterval` or when woken by a change.
+Runs as a pipeline of small steps (source, select, observe, decide, roll out, report);
+the caller (a kopf daemon) calls `tick` again after the delay it returns, or at once when
+woken by a change. What to do is decided by pure code (`app_decide`); how a rollout
+proceeds, by the pure loop in `rollout.engine` with `app_rollout`'s hooks.
 """
 
 from __future__ import annotations
@@ -13,25 +14,22 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from vmgitops.api import meta
-from vmgitops.api.application import ManagementPolicy, VMApplicationSpec
-from vmgitops.api.base import format_time
+from vmgitops.api.application import VMApplicationSpec
 from vmgitops.api.units import parse_duration
 from vmgitops.manifest import LoadedApp, ManifestError, load_app
 from vmgitops.plan.health import SyncStatus
 from vmgitops.reconcile import app_status
 from vmgitops.reconcile.app_context import AppContext, TargetDriver
+from vmgitops.reconcile.app_decide import Action, Decision, Policy, decide
+from vmgitops.reconcile.app_operation import op_from_status, op_to_status, retry_count_of
+from vmgitops.reconcile.app_rollout import OperationHooks
 from vmgitops.reconcile.app_status import TargetView
-from vmgitops.rollout.engine import (
-    RUNNING,
-    SUCCEEDED,
-    OperationState,
-    TargetOutcome,
-    run_rollout,
-)
-from vmgitops.source import GitSource
+from vmgitops.rollout.engine import RUNNING, SUCCEEDED, OperationState, run_rollout
+from vmgitops.rollout.history import append_history
+from vmgitops.source import Resolved
 from vmgitops.source.errors import SourceError
 
 log = logging.getLogger("vmgitops.applications")
@@ -40,8 +38,64 @@ log = logging.getLogger("vmgitops.applications")
 TargetsInNamespace = Callable[[str], Sequence[Mapping[str, Any]]]
 SecretLookup = Callable[[str, str], Mapping[str, Any] | None]
 EventPoster = Callable[[str, str, str], None]  # type, reason, message
-StatusWriter = Callable[[dict[str, Any]], Awaitable[None]]
-TargetStatusWriter = Callable[[str, str, dict[str, Any] | None], Awaitable[None]]
+#: Merge-patches the VMApplication's status; returns the object the API server returned.
+StatusWriter = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
+#: target name -> this application's entry for its status.applications (None: remove).
+TargetsWriter = Callable[[Mapping[str, Mapping[str, Any] | None]], Awaitable[None]]
+#: Events name at most this many targets.
+NAMED = 5
+
+
+class Source(Protocol):
+    """Git, as the reconciler uses it (vmgitops.source.GitSource)."""
+
+    async def resolve(
+        self, url: str, target_revision: str | None = ..., credentials: Any = ...
+    ) -> Resolved: ...
+
+    async def checkout(
+        self, url: str, commit: str, path: str | None = ..., credentials: Any = ...
+    ) -> Any: ...
+
+
+class AppMetrics(Protocol):
+    def operation_finished(self, result: str, seconds: float | None) -> None: ...
+
+    def drift_found(self, namespace: str, app: str, count: int) -> None: ...
+
+    def app_targets_counted(
+        self, namespace: str, app: str, counts: Mapping[tuple[str, str], int]
+    ) -> None: ...
+
+
+class NoMetrics:
+    def operation_finished(self, result: str, seconds: float | None) -> None:
+        pass
+
+    def drift_found(self, namespace: str, app: str, count: int) -> None:
+        pass
+
+    def app_targets_counted(
+        self, namespace: str, app: str, counts: Mapping[tuple[str, str], int]
+    ) -> None:
+        pass
+
+
+@dataclass
+class Deps:
+    source: Source
+    driver: TargetDriver
+    targets_in: TargetsInNamespace
+    secrets: SecretLookup
+    write_status: StatusWriter
+    write_targets: TargetsWriter
+    #: Whether target `name`'s status.applications (as last known) lists this app.
+    lists_app: Callable[[str], bool]
+    remove_annotations: Callable[[Sequence[str]], Awaitable[None]]
+    event: EventPoster
+    metrics: AppMetrics = field(default_factory=NoMetrics)
+    stopping: Callable[[], bool] = lambda: False
+    observe_concurrency: int = 32
 
 
 @dataclass
@@ -55,62 +109,31 @@ class Memory:
     app: LoadedApp | None = None
     app_revision: str | None = None
     views: dict[str, TargetView] = field(default_factory=dict)
-    next_retry_at: float = 0.0
+    #: The entries last handed to write_targets, by target (to skip unchanged ones).
+    entries: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Targets seen drifted at the last tick (an Event only for new ones).
+    drifted: set[str] = field(default_factory=set)
+    #: The generation the last operation started at (None until the first tick).
+    op_generation: int | None = None
+    #: Our last status write: (resourceVersion, status), fresher than a lagging watch.
+    written: tuple[str, dict[str, Any]] | None = None
+    ticks: int = 0
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
+def _short(revision: str | None) -> str:
+    return (revision or "")[:12]
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:NAMED])
+    return shown + (f" and {len(names) - NAMED} more" if len(names) > NAMED else "")
+
+
+def _newer(a: str, b: str) -> bool:
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return int(a) > int(b)
     except ValueError:
-        return None
-
-
-def op_from_status(raw: Mapping[str, Any] | None) -> OperationState | None:
-    if not raw or not raw.get("revision"):
-        return None
-    b, t = raw.get("batches") or {}, raw.get("targets") or {}
-    return OperationState(
-        revision=str(raw["revision"]),
-        phase=str(raw.get("phase") or RUNNING),
-        started_at=_parse_time(raw.get("startedAt")),
-        finished_at=_parse_time(raw.get("finishedAt")),
-        message=str(raw.get("message") or ""),
-        batch_current=int(b.get("current") or 0),
-        batch_total=int(b.get("total") or 0),
-        succeeded=int(t.get("succeeded") or 0),
-        failed=int(t.get("failed") or 0),
-        pending=int(t.get("pending") or 0),
-    )
-
-
-def op_to_status(op: OperationState, retry_count: int = 0) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "phase": op.phase,
-        "revision": op.revision,
-        "message": op.message[:4096],
-        "batches": {"current": op.batch_current, "total": op.batch_total},
-        "targets": {"succeeded": op.succeeded, "failed": op.failed, "pending": op.pending},
-        "retryCount": retry_count,
-    }
-    if op.started_at:
-        out["startedAt"] = format_time(op.started_at)
-    out["finishedAt"] = format_time(op.finished_at) if op.finished_at else None
-    return out
-
-
-@dataclass
-class Deps:
-    source: GitSource
-    driver: TargetDriver
-    targets_in: TargetsInNamespace
-    secrets: SecretLookup
-    write_status: StatusWriter
-    write_target_status: TargetStatusWriter
-    remove_annotations: Callable[[Sequence[str]], Awaitable[None]]
-    event: EventPoster
-    observe_concurrency: int = 32
+        return a != b
 
 
 class AppReconciler:
@@ -118,10 +141,24 @@ class AppReconciler:
 
     def __init__(self, namespace: str, name: str, deps: Deps) -> None:
         self.namespace, self.name, self.deps = namespace, name, deps
+        self.key = f"{namespace}/{name}"
         self.mem = Memory()
         self.live_body: Callable[[], Mapping[str, Any]] = lambda: {}
 
     # -- source -------------------------------------------------------------------------
+
+    def _credentials(self, spec: VMApplicationSpec) -> tuple[Any, tuple[str, str] | None]:
+        src = spec.source
+        if src.credentials is None:
+            return None, None
+        creds = self.deps.secrets(self.namespace, src.credentials.secret_ref.name)
+        if creds is None:
+            return None, (
+                "GitFetchFailed",
+                f"Secret {self.namespace}/{src.credentials.secret_ref.name} "
+                "(spec.source.credentials) does not exist",
+            )
+        return creds, None
 
     async def _source(
         self, spec: VMApplicationSpec, generation: int, force: bool, status: Mapping[str, Any]
@@ -130,15 +167,9 @@ class AppReconciler:
         failed; on failure the last good revision stays the one deployed."""
         m = self.mem
         src = spec.source
-        creds = None
-        if src.credentials is not None:
-            creds = self.deps.secrets(self.namespace, src.credentials.secret_ref.name)
-            if creds is None:
-                return m.revision, (
-                    "GitFetchFailed",
-                    f"Secret {self.namespace}/{src.credentials.secret_ref.name} "
-                    "(spec.source.credentials) does not exist",
-                )
+        creds, missing = self._credentials(spec)
+        if missing is not None:
+            return m.revision, missing
         due = time.monotonic() - m.fetched_at >= parse_duration(spec.refresh_interval)
         if force or due or m.revision is None or m.fetched_generation != generation:
             try:
@@ -163,6 +194,25 @@ class AppReconciler:
                 m.app = None
                 return m.revision, ("ManifestInvalid", f"{exc.reason}: {exc}")
         return m.revision, None
+
+    async def _poll_git(self, spec: VMApplicationSpec) -> str | None:
+        """Mid-rollout: the commit targetRevision names now, when refreshInterval is due
+        (None when not due or when Git cannot say; the rollout goes on)."""
+        m = self.mem
+        if time.monotonic() - m.fetched_at < parse_duration(spec.refresh_interval):
+            return None
+        creds, missing = self._credentials(spec)
+        if missing is not None:
+            return None
+        src = spec.source
+        m.fetched_at = time.monotonic()
+        try:
+            resolved = await self.deps.source.resolve(src.repo_url, src.target_revision, creds)
+        except SourceError as exc:
+            log.info("%s: Git poll during the rollout failed: %s", self.key, exc.reason)
+            return None
+        m.revision, m.ref = resolved.commit, resolved.ref
+        return resolved.commit
 
     # -- targets ------------------------------------------------------------------------
 
@@ -193,16 +243,35 @@ class AppReconciler:
 
     # -- the tick -----------------------------------------------------------------------
 
+    def _status(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """The freshest status: the watched body's, or our own last write if newer."""
+        status = dict(body.get("status") or {})
+        if self.mem.written is None:
+            return status
+        rv_written, written = self.mem.written
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        if rv and _newer(rv, rv_written):
+            self.mem.written = None
+            return status
+        return dict(written)
+
+    async def _write_status(self, patch: dict[str, Any]) -> None:
+        obj = await self.deps.write_status(patch)
+        if obj is not None:
+            rv = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+            self.mem.written = (rv, dict(obj.get("status") or {}))
+
     async def tick(self, body: Mapping[str, Any]) -> float:
         """One reconcile; returns seconds until the next one is due."""
         meta_ = body.get("metadata") or {}
-        annotations = meta_.get("annotations") or {}
+        annotations = dict(meta_.get("annotations") or {})
         generation = int(meta_.get("generation") or 0)
-        status = dict(body.get("status") or {})
+        status = self._status(body)
         spec = VMApplicationSpec.model_validate(body.get("spec") or {})
         refresh = meta.ANNOTATION_REFRESH in annotations
         sync_now = meta.ANNOTATION_SYNC in annotations
         now = datetime.now(UTC)
+        self.mem.ticks += 1
 
         revision, error = await self._source(spec, generation, refresh or sync_now, status)
         targets = self._selected(spec)
@@ -219,173 +288,206 @@ class AppReconciler:
                 prune=bool(automated and automated.prune),
             )
         views = await self._observe_all(targets, ctx)
+        if ctx is not None:
+            self._note_drift(views, revision)
 
         op = op_from_status(status.get("operation"))
-        retry_count = int((status.get("operation") or {}).get("retryCount") or 0)
-        new_status: dict[str, Any] = {}
-        if ctx is not None and self._should_sync(spec, views, op, sync_now, revision, retry_count):
-            if op is None or op.revision != revision or op.phase != RUNNING:
-                if op is not None and op.revision == revision and op.phase != SUCCEEDED:
-                    retry_count += 1
-                else:
-                    retry_count = 0
-                op = OperationState(revision=revision or "", started_at=now)
-                self.deps.event(
-                    "Normal",
-                    "SyncStarted",
-                    f"syncing {len([v for v in views.values() if v.sync != SyncStatus.SYNCED])}"
-                    f" target(s) to {revision[:12] if revision else ''}",
-                )
-            op = await self._rollout(spec, op, targets, views, ctx, retry_count)
-            new_status["operation"] = op_to_status(op, retry_count)
-            if op.phase != RUNNING:
-                new_status["history"] = app_status.append_history(
-                    status.get("history") or [],
-                    revision=op.revision,
-                    phase=op.phase,
-                    deployed_at=op.finished_at or now,
-                    limit=spec.revision_history_limit,
-                )
-                if op.phase == SUCCEEDED:
-                    self.deps.event("Normal", "SyncSucceeded", op.message)
-                else:
-                    self.deps.event("Warning", "SyncFailed", op.message)
-                    self.mem.next_retry_at = time.monotonic() + self._backoff(spec, retry_count)
-        elif ctx is not None:
-            drifted = [v.name for v in views.values() if v.sync == SyncStatus.OUT_OF_SYNC]
-            was = {n for n, v in self.mem.views.items() if v.sync == SyncStatus.OUT_OF_SYNC}
-            if drifted and set(drifted) - was and op is not None and op.revision == revision:
-                self.deps.event(
-                    "Warning",
-                    "DriftDetected",
-                    f"{len(drifted)} target(s) differ from {revision[:12] if revision else ''}: "
-                    + ", ".join(drifted[:5]),
-                )
-
-        await self._report(
-            spec, body, status, views, revision, error, generation, now, new_status, op
+        retry_count = retry_count_of(status.get("operation"))
+        if self.mem.op_generation is None:
+            # After a restart the spec the last operation ran with is not known: assume
+            # this one, so that a restart alone never starts an operation.
+            self.mem.op_generation = generation
+        decision = decide(
+            Policy.of(spec),
+            list(views.values()),
+            revision=revision if ctx is not None else None,
+            op=op,
+            retry_count=retry_count,
+            sync_now=sync_now,
+            spec_changed=self.mem.op_generation != generation,
+            now=now,
         )
         handled = [a for a in (meta.ANNOTATION_REFRESH, meta.ANNOTATION_SYNC) if a in annotations]
-        if handled:
-            await self.deps.remove_annotations(handled)
-        return self._next_tick(spec, op)
 
-    def _should_sync(
+        async def answered() -> None:
+            # Removed once acted on: before a rollout that may take long (so that a new
+            # request made during it is seen, not taken for this one), yet after the
+            # operation it started is in status.
+            if handled:
+                await self.deps.remove_annotations(handled)
+
+        new_status: dict[str, Any] = {}
+        if ctx is not None and decision.runs:
+            op, retry_count = await self._operate(
+                spec, decision, op, targets, views, ctx, now, annotations, answered
+            )
+            new_status["operation"] = op_to_status(op, retry_count)
+            if op.phase != RUNNING:
+                self._finished(spec, op, status, new_status, now)
+        else:
+            await answered()
+            if sync_now:
+                self.deps.event("Warning", "SyncNotStarted", f"sync requested: {decision.reason}")
+        await self._report(spec, status, views, revision, error, generation, now, new_status, op)
+        return self._next_tick(spec, op, decision, now)
+
+    def _note_drift(self, views: Mapping[str, TargetView], revision: str | None) -> None:
+        drifted = sorted(n for n, v in views.items() if v.drifted(revision))
+        new = [n for n in drifted if n not in self.mem.drifted]
+        self.mem.drifted = set(drifted)
+        if new:
+            self.deps.metrics.drift_found(self.namespace, self.name, len(new))
+            self.deps.event(
+                "Warning",
+                "DriftDetected",
+                f"{len(new)} target(s) differ from {_short(revision)}, the revision they "
+                f"were synced to: {_names(new)}",
+            )
+
+    # -- operations ---------------------------------------------------------------------
+
+    async def _operate(
         self,
         spec: VMApplicationSpec,
-        views: Mapping[str, TargetView],
+        decision: Decision,
         op: OperationState | None,
-        sync_now: bool,
-        revision: str | None,
-        retry_count: int,
-    ) -> bool:
-        if spec.management_policy == ManagementPolicy.OBSERVE_ONLY or spec.paused:
-            return False
-        if op is not None and op.phase == RUNNING:
-            return True  # resume (or supersede) an interrupted rollout
-        if sync_now:
-            return True
-        automated = spec.sync_policy.automated if spec.sync_policy else None
-        if automated is None:
-            return False
-        out = [v for v in views.values() if v.reachable and v.sync == SyncStatus.OUT_OF_SYNC]
-        if not out:
-            return False
-        new_revision = op is None or op.revision != revision
-        if new_revision:
-            return True
-        if op is not None and op.phase != SUCCEEDED:
-            # A failed operation at this revision is retried within spec.syncPolicy.retry.
-            retry = spec.sync_policy.retry if spec.sync_policy else None
-            limit = retry.limit if retry else 0
-            return (limit < 0 or retry_count < limit) and time.monotonic() >= self.mem.next_retry_at
-        return automated.self_heal
-
-    @staticmethod
-    def _backoff(spec: VMApplicationSpec, attempt: int) -> float:
-        retry = spec.sync_policy.retry if spec.sync_policy else None
-        if retry is None:
-            return 0.0
-        b = retry.backoff
-        delay = parse_duration(b.duration) * (b.factor ** max(0, attempt))
-        return float(min(delay, parse_duration(b.max_duration)))
-
-    async def _rollout(
-        self,
-        spec: VMApplicationSpec,
-        op: OperationState,
         targets: Sequence[Mapping[str, Any]],
         views: dict[str, TargetView],
         ctx: AppContext,
-        retry_count: int,
-    ) -> OperationState:
-        by_name = {str(t["metadata"]["name"]): t for t in targets}
-        pending = [n for n, v in views.items() if v.reachable and v.sync != SyncStatus.SYNCED]
-        reconciler = self
+        now: datetime,
+        annotations: Mapping[str, str],
+        answered: Callable[[], Awaitable[None]],
+    ) -> tuple[OperationState, int]:
+        if decision.action == Action.RESUME and op is not None:
+            self.mem.op_generation = ctx.generation
+            if self.mem.ticks == 1 or op.message.startswith("stopped"):
+                self.deps.event(
+                    "Normal",
+                    "SyncResumed",
+                    f"resuming the operation at {_short(op.revision)} after batch "
+                    f"{op.batch_current}/{op.batch_total}: {len(decision.pending)} "
+                    "target(s) still to sync",
+                )
+        else:
+            if op is not None and op.phase == RUNNING:
+                self.deps.metrics.operation_finished("Superseded", _seconds(op, now))
+                self.deps.event(
+                    "Normal",
+                    "SyncSuperseded",
+                    f"the operation at {_short(op.revision)} stopped after batch "
+                    f"{op.batch_current}/{op.batch_total}: {decision.reason}",
+                )
+            op = OperationState(revision=ctx.revision, started_at=now)
+            self.mem.op_generation = ctx.generation
+            self.deps.event(
+                "Normal",
+                "SyncStarted",
+                f"{decision.reason}; syncing {len(decision.pending)} target(s) to "
+                f"{_short(ctx.revision)}",
+            )
+        retry_count = decision.retry_count
+        selector = spec.destination.selector
+        names = {str(t["metadata"]["name"]): t for t in targets}
 
-        class Hooks:
-            async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
-                async def one(n: str) -> TargetOutcome:
-                    out = await reconciler.deps.driver.sync(by_name[n], ctx)
-                    views[n] = out.view
-                    await reconciler._write_target(n, out.view)
-                    return TargetOutcome(n, out.ok, out.message)
+        def still_selected(name: str) -> bool:
+            for t in self.deps.targets_in(self.namespace):
+                m = t.get("metadata") or {}
+                if m.get("name") == name:
+                    return selector.matches(m.get("labels") or {})
+            return False
 
-                return list(await asyncio.gather(*(one(n) for n in names)))
-
-            async def save(self, state: OperationState) -> None:
-                log.info("%s/%s: operation %s %s batch %d/%d ok=%d failed=%d %s",
-                         reconciler.namespace, reconciler.name, state.revision[:12], state.phase,
-                         state.batch_current, state.batch_total, state.succeeded, state.failed,
-                         state.message)
-                await reconciler.deps.write_status({"operation": op_to_status(state, retry_count)})
-
-            def interruption(self) -> str | None:
-                live = reconciler.live_body()
-                lspec = live.get("spec") or {}
-                if lspec.get("paused"):
-                    return "spec.paused is true"
-                lgen = int((live.get("metadata") or {}).get("generation") or 0)
-                if lgen and lgen != ctx.generation:
-                    return "the VMApplication changed; a new operation starts"
-                if meta.ANNOTATION_REFRESH in (
-                    (live.get("metadata") or {}).get("annotations") or {}
-                ):
-                    return "a refresh was requested; a new operation starts if Git moved"
-                return None
-
-            async def wait(self, seconds: float) -> None:
-                # Polls the live body once a second so that pausing or a new revision cuts
-                # the wait short; the body is kopf's in-memory view, so this costs no call.
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline and self.interruption() is None:  # noqa: ASYNC110
-                    await asyncio.sleep(min(1.0, deadline - time.monotonic()))
-
-            def now(self) -> datetime:
-                return datetime.now(UTC)
-
-        return await run_rollout(
-            op, pending, fleet_size=len(targets), strategy=spec.strategy, hooks=Hooks()
+        hooks = OperationHooks(
+            key=self.key,
+            ctx=ctx,
+            driver=self.deps.driver,
+            targets=names,
+            views=views,
+            retry_count=retry_count,
+            still_selected=still_selected,
+            write_status=self._write_status,
+            write_targets=self._write_targets,
+            live_body=self.live_body,
+            newer_revision=lambda: self._poll_git(spec),
+            stopping=self.deps.stopping,
+            handled_refresh=annotations.get(meta.ANNOTATION_REFRESH),
+            first_saved=answered,
         )
+        op = await run_rollout(
+            op,
+            decision.pending,
+            fleet_size=len(targets),
+            strategy=spec.strategy,
+            hooks=hooks,
+            first=decision.first,
+        )
+        if op.phase == RUNNING and op.interrupted.startswith("spec.paused"):
+            self.deps.event("Normal", "RolloutPaused", op.message)
+        return op, retry_count
 
-    async def _write_target(self, name: str, view: TargetView) -> None:
-        old = self.mem.views.get(name)
-        self.mem.views[name] = view
-        if old is not None and (old.sync, old.health, old.revision, old.message) == (
-            view.sync,
-            view.health,
-            view.revision,
-            view.message,
-        ):
+    def _finished(
+        self,
+        spec: VMApplicationSpec,
+        op: OperationState,
+        status: Mapping[str, Any],
+        new_status: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        new_status["history"] = append_history(
+            status.get("history") or [],
+            revision=op.revision,
+            phase=op.phase,
+            deployed_at=op.finished_at or now,
+            limit=spec.revision_history_limit,
+        )
+        self.deps.metrics.operation_finished(op.phase, _seconds(op, op.finished_at or now))
+        if op.phase == SUCCEEDED:
+            self.deps.event("Normal", "SyncSucceeded", f"{_short(op.revision)}: {op.message}")
+        else:
+            self.deps.event("Warning", "SyncFailed", f"{_short(op.revision)}: {op.message}")
+
+    # -- report -------------------------------------------------------------------------
+
+    async def _write_targets(self, entries: Mapping[str, Mapping[str, Any] | None]) -> None:
+        """Hands over the entries that differ from the last ones (one batch of patches)."""
+        changes: dict[str, Mapping[str, Any] | None] = {}
+        for name, entry in entries.items():
+            if entry is None:
+                self.mem.entries.pop(name, None)
+                changes[name] = entry
+                continue
+            old = self.mem.entries.get(name)
+            if old is not None and dict(old) == dict(entry):
+                continue
+            self.mem.entries[name] = entry
+            changes[name] = entry
+        if changes:
+            await self.deps.write_targets(changes)
+
+    async def _targets_left(self, selected: Mapping[str, TargetView]) -> None:
+        """Targets no longer selected lose this application's entry, and are left as
+        they are on the VM; also those that left while the operator was not running."""
+        gone = set(self.mem.views) - set(selected)
+        for t in self.deps.targets_in(self.namespace):
+            n = str((t.get("metadata") or {}).get("name"))
+            if n not in selected and self.deps.lists_app(n):
+                gone.add(n)
+        if not gone:
             return
-        await self.deps.write_target_status(
-            name, self.name, view.to_target_status(self.name, datetime.now(UTC))
+        for n in gone:
+            self.mem.views.pop(n, None)
+        listed = sorted(n for n in gone if self.deps.lists_app(n))
+        if listed:
+            await self._write_targets(dict.fromkeys(listed))
+        self.deps.event(
+            "Normal",
+            "TargetLeft",
+            f"{_names(sorted(gone))} no longer selected: left as it is on the VM and no "
+            "longer managed by this application",
         )
 
     async def _report(
         self,
         spec: VMApplicationSpec,
-        body: Mapping[str, Any],
         status: Mapping[str, Any],
         views: dict[str, TargetView],
         revision: str | None,
@@ -395,21 +497,20 @@ class AppReconciler:
         new_status: dict[str, Any],
         op: OperationState | None,
     ) -> None:
-        listed = list(views.values())
-        for v in listed:
-            await self._write_target(v.name, v)
-        gone = set(self.mem.views) - set(views)
-        for name in sorted(gone):
-            self.mem.views.pop(name, None)
-            await self.deps.write_target_status(name, self.name, None)
+        await self._targets_left(views)
+        joined = sorted(set(views) - set(self.mem.views))
+        if joined and self.mem.ticks > 1:
             self.deps.event(
-                "Normal",
-                "TargetLeft",
-                f"{name} is no longer selected; it is left as it is and not managed",
+                "Normal", "TargetJoined", f"{_names(joined)} selected by the destination"
             )
+        self.mem.views.update(views)
+        await self._write_targets({n: v.to_target_status(self.name) for n, v in views.items()})
+        listed = list(views.values())
         sync = app_sync_for(listed, error is not None and self.mem.app is None)
         rolling = op is not None and op.phase == RUNNING
-        health, health_msg = app_status.app_health(listed, rolling_out=rolling, paused=spec.paused)
+        health, health_msg = app_status.app_health(
+            listed, rolling_out=rolling, paused=self._paused(spec)
+        )
         desired: dict[str, Any] = {
             "sync": {"status": sync.value, "revision": revision},
             "health": {"status": health.value, "message": health_msg[:1024]},
@@ -426,18 +527,47 @@ class AppReconciler:
             error=error,
             generation=generation,
             now=now,
+            out_of_sync=[v for v in listed if v.sync == SyncStatus.OUT_OF_SYNC],
         )
         patch = {k: v for k, v in desired.items() if status.get(k) != v}
         if patch:
-            await self.deps.write_status(patch)
+            await self._write_status(patch)
+        counts: dict[tuple[str, str], int] = {}
+        for v in listed:
+            key = (v.sync.value, v.health.value if v.reachable else app_status.UNREACHABLE)
+            counts[key] = counts.get(key, 0) + 1
+        self.deps.metrics.app_targets_counted(self.namespace, self.name, counts)
 
-    def _next_tick(self, spec: VMApplicationSpec, op: OperationState | None) -> float:
+    def _next_tick(
+        self,
+        spec: VMApplicationSpec,
+        op: OperationState | None,
+        decision: Decision,
+        now: datetime,
+    ) -> float:
         interval = parse_duration(spec.refresh_interval)
-        if op is not None and op.phase == RUNNING:
-            return 1.0
-        if self.mem.next_retry_at > time.monotonic():
-            return max(1.0, min(interval, self.mem.next_retry_at - time.monotonic()))
+        if op is not None and op.phase == RUNNING and decision.runs and not self._paused(spec):
+            return 1.0  # stopped between batches: resume, or start the newer revision
+        if decision.retry_at is not None:
+            return max(1.0, min(interval, (decision.retry_at - now).total_seconds()))
         return interval
+
+    def _paused(self, spec: VMApplicationSpec) -> bool:
+        """spec.paused as of now: the live object may have been paused mid-rollout."""
+        live = self.live_body().get("spec") or {}
+        return spec.paused or bool(live.get("paused"))
+
+    def in_use(self) -> set[str]:
+        """Revisions whose checkouts this application still needs (see gc_checkouts)."""
+        out = {r for r in (self.mem.revision, self.mem.app_revision) if r}
+        out |= {v.revision for v in self.mem.views.values() if v.revision}
+        return out
+
+
+def _seconds(op: OperationState, end: datetime) -> float | None:
+    if op.started_at is None:
+        return None
+    return (end - op.started_at).total_seconds()
 
 
 def app_sync_for(views: Sequence[TargetView], nothing_loaded: bool) -> SyncStatus:

@@ -108,6 +108,13 @@ class SSHDriver:
             )
         message = ""
         sync = result.sync
+        orphans = result.plan.orphans if result.plan is not None else ()
+        steps: int | None = None
+        if result.plan is not None and result.error is None:
+            # After an apply the remaining work is what is still OutOfSync; before (an
+            # observation), the plan's steps.
+            pending = [r for r in result.resources if r.sync != SyncStatus.SYNCED]
+            steps = len(pending) - len(orphans) if result.applied else len(result.plan.steps)
         if result.error is not None:
             message = f"{result.error.reason}: {result.error.message}"
             sync = SyncStatus.UNKNOWN if result.plan is None else sync
@@ -116,8 +123,18 @@ class SSHDriver:
             message = f"{issue.reason}: {issue.message}"
         elif result.health.health != Health.HEALTHY and result.health.message:
             message = result.health.message
+        elif sync == SyncStatus.OUT_OF_SYNC and steps == 0 and orphans:
+            message = (
+                f"prune is off; would prune {len(orphans)}: "
+                + ", ".join(orphans[:5])
+                + (" ..." if len(orphans) > 5 else "")
+            )
         elif sync == SyncStatus.OUT_OF_SYNC and result.plan is not None:
             message = f"{len(result.plan.steps)} step(s) to apply"
+            if orphans:
+                message += f"; prune is off; would prune {len(orphans)}"
+        if result.issues and not message:
+            message = f"{result.issues[0].reason}: {result.issues[0].message}"
         return TargetView(
             name,
             reachable=True,
@@ -125,6 +142,8 @@ class SSHDriver:
             health=result.health.health,
             revision=result.deployed_revision,
             message=message,
+            orphans=tuple(orphans),
+            steps=steps if not result.issues else None,
         )
 
     async def observe(self, target: Mapping[str, Any], ctx: AppContext) -> TargetView:
@@ -136,14 +155,14 @@ class SSHDriver:
         res = await self._call(target, ctx, dry_run=False)
         name = str((target.get("metadata") or {}).get("name"))
         view = res if isinstance(res, TargetView) else self._view(name, res)
+        if not view.reachable:
+            return SyncOutcome(view=view, ok=False, message=view.message, unreachable=True)
         ok = (
-            view.reachable
-            and view.sync == SyncStatus.SYNCED
+            isinstance(res, TargetResult)
+            and res.ok
             and view.health == Health.HEALTHY
-            and not view.message.startswith("Command")
+            and (view.sync == SyncStatus.SYNCED or view.orphans_only)
         )
-        if isinstance(res, TargetResult) and (res.error is not None or res.blocking_issues):
-            ok = False
         return SyncOutcome(
             view=view,
             ok=ok,

@@ -6,7 +6,7 @@ status, so that the object stays small at 5,000 targets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +14,17 @@ from typing import Any
 from vmgitops.api.base import format_time
 from vmgitops.api.conditions import Condition, ConditionStatus, set_condition
 from vmgitops.plan.health import Health, SyncStatus, worst
+from vmgitops.rollout.history import append_history
+
+__all__ = [
+    "TargetView",
+    "app_health",
+    "app_sync",
+    "append_history",
+    "conditions",
+    "merge_entry",
+    "summarize",
+]
 
 UNREACHABLE = "Unreachable"
 
@@ -29,17 +40,72 @@ class TargetView:
     #: The revision the VM's own record says is deployed for this application.
     revision: str | None = None
     message: str = ""
+    #: What prune would remove, kept because prune is off ("file /etc/x").
+    orphans: tuple[str, ...] = ()
+    #: Steps a sync would apply (None: not known, e.g. the plan could not be made).
+    steps: int | None = None
 
-    def to_target_status(self, app: str, now: datetime) -> dict[str, Any]:
-        """The entry for the target's status.applications."""
-        return {
+    @property
+    def orphans_only(self) -> bool:
+        """OutOfSync only because prune is off: a sync would change nothing."""
+        return self.sync == SyncStatus.OUT_OF_SYNC and bool(self.orphans) and self.steps == 0
+
+    @property
+    def needs_apply(self) -> bool:
+        """Reachable and not at the desired state in a way a sync can change."""
+        return self.reachable and self.sync != SyncStatus.SYNCED and not self.orphans_only
+
+    def at(self, revision: str | None) -> bool:
+        """The VM's own record says `revision` was applied to it completely."""
+        return revision is not None and self.revision == revision
+
+    def drifted(self, revision: str | None) -> bool:
+        """At `revision` by its own record, yet different from it now: changed by hand."""
+        return self.needs_apply and self.sync == SyncStatus.OUT_OF_SYNC and self.at(revision)
+
+    def unhealthy_at(self, revision: str | None) -> bool:
+        """At `revision` and in sync, but its health checks do not pass."""
+        return (
+            self.reachable
+            and self.sync == SyncStatus.SYNCED
+            and self.at(revision)
+            and self.health not in (Health.HEALTHY, Health.SUSPENDED)
+        )
+
+    def to_target_status(
+        self, app: str, *, synced_at: datetime | None = None, phase: str | None = None
+    ) -> dict[str, Any]:
+        """The entry for the target's status.applications; `synced_at` and `phase` only
+        when a sync just ended on the VM (else the entry keeps the ones it had)."""
+        entry: dict[str, Any] = {
             "name": app,
             "revision": self.revision or "",
             "sync": self.sync.value,
             "health": self.health.value,
-            "lastSyncTime": format_time(now),
             "message": self.message[:1024],
         }
+        if synced_at is not None:
+            entry["lastSyncTime"] = format_time(synced_at)
+        if phase is not None:
+            entry["phase"] = phase
+        return entry
+
+
+def merge_entry(
+    applications: Sequence[Mapping[str, Any]], app: str, entry: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """A target's status.applications with `app`'s entry replaced (None: removed).
+
+    Fields the new entry leaves out (lastSyncTime, phase) keep their old values, so that
+    an observation does not erase when the VM was last synced. Sorted by name.
+    """
+    old = next((a for a in applications if a.get("name") == app), None)
+    out = [dict(a) for a in applications if a.get("name") != app]
+    if entry is not None:
+        merged = {**(old or {}), **entry}
+        out.append({k: v for k, v in merged.items() if v is not None})
+    out.sort(key=lambda a: str(a.get("name")))
+    return out
 
 
 def summarize(views: Sequence[TargetView]) -> dict[str, int]:
@@ -99,10 +165,17 @@ def conditions(
     error: tuple[str, str] | None,
     generation: int,
     now: datetime,
+    out_of_sync: Sequence[TargetView] = (),
 ) -> list[dict[str, Any]]:
     """Synced, Healthy and Ready; `error` (reason, message) is a source or manifest
-    failure that makes the application not Ready whatever its VMs say."""
+    failure that makes the application not Ready whatever its VMs say. `out_of_sync`
+    (the first few are named) say why the application is OutOfSync."""
     conds = [Condition.model_validate(c) for c in old]
+    detail = ""
+    if out_of_sync:
+        named = [f"{v.name}: {v.message[:200]}" if v.message else v.name for v in out_of_sync[:3]]
+        more = len(out_of_sync) - len(named)
+        detail = ": " + "; ".join(named) + (f"; and {more} more" if more > 0 else "")
 
     def put(type_: str, ok: bool | None, reason: str, message: str) -> None:
         nonlocal conds
@@ -136,7 +209,7 @@ def conditions(
     elif sync == SyncStatus.SYNCED:
         put("Synced", True, "Synced", f"every target is at {short}")
     elif sync == SyncStatus.OUT_OF_SYNC:
-        put("Synced", False, "OutOfSync", f"some targets differ from {short}")
+        put("Synced", False, "OutOfSync", f"some targets differ from {short}{detail}")
     else:
         put("Synced", None, "Unknown", "some targets could not be observed")
     put(
@@ -156,23 +229,3 @@ def conditions(
             "synced and healthy" if ready else f"sync {sync.value}, health {health.value}",
         )
     return [c.to_dict() for c in conds]
-
-
-def append_history(
-    history: Sequence[dict[str, Any]],
-    *,
-    revision: str,
-    phase: str,
-    deployed_at: datetime,
-    limit: int,
-) -> list[dict[str, Any]]:
-    """History with one more entry (ids grow), trimmed to the newest `limit`."""
-    next_id = max((int(h.get("id", 0)) for h in history), default=0) + 1
-    entry = {
-        "id": next_id,
-        "revision": revision,
-        "deployedAt": format_time(deployed_at),
-        "phase": phase,
-    }
-    out = [*history, entry]
-    return out[-limit:] if limit > 0 else []

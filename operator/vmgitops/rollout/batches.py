@@ -23,11 +23,22 @@ def batch_size(strategy: Strategy, fleet_size: int) -> int:
     return max(1, resolve_int_or_percent(strategy.rolling.max_unavailable, fleet_size))
 
 
-def plan_batches(pending: Sequence[str], strategy: Strategy, fleet_size: int) -> list[list[str]]:
-    """The pending targets (sorted, so that a resumed rollout picks the same order) in
-    batches of at most `batch_size`."""
+def plan_batches(
+    pending: Sequence[str],
+    strategy: Strategy,
+    fleet_size: int,
+    *,
+    first: Sequence[str] = (),
+) -> list[list[str]]:
+    """The pending targets in batches of at most `batch_size`.
+
+    Sorted by name, so that a resumed rollout picks the same order. `first` (targets
+    that failed at this revision, retried) lead: a retry that fails again spends the
+    failure budget on them, not on targets that are still untouched.
+    """
     size = batch_size(strategy, fleet_size)
-    ordered = sorted(set(pending))
+    lead = sorted(set(first))
+    ordered = lead + sorted(set(pending) - set(lead))
     if size <= 0 or not ordered:
         return []
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]

@@ -3,7 +3,9 @@
 I/O comes in through `RolloutHooks`, so the loop itself is the same whether it drives
 real VMs or a table of outcomes in a unit test. Progress is saved after every batch, and a
 restarted operator resumes from the VMs' own records (the caller recomputes `pending`
-from observation), never from memory.
+from observation), never from memory: batch numbers continue where the saved state
+stopped, and a resumed rollout passes the between-batches gate (interruptions, pause)
+before its first batch, as it would have without the restart.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class TargetOutcome:
     name: str
     ok: bool
     message: str = ""
+    #: Neither a success nor a failure: the VM could not be reached (or left the
+    #: selection). It spends no failure budget and is left for a later operation.
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,7 +50,12 @@ class OperationState:
     succeeded: int = 0
     failed: int = 0
     pending: int = 0
+    #: "name: why" of each failed target of this run (not persisted).
     failures: tuple[str, ...] = field(default=())
+    #: "name: why" of each skipped target of this run (not persisted).
+    skipped: tuple[str, ...] = field(default=())
+    #: Why the loop stopped before its last batch ("" when it did not).
+    interrupted: str = ""
 
 
 class RolloutHooks(Protocol):
@@ -55,7 +65,7 @@ class RolloutHooks(Protocol):
     async def save(self, state: OperationState) -> None:
         """Persist progress (status.operation)."""
 
-    def interruption(self) -> str | None:
+    async def interruption(self) -> str | None:
         """Why to stop before the next batch (paused, superseded...), or None to go on."""
 
     async def wait(self, seconds: float) -> None:
@@ -64,10 +74,27 @@ class RolloutHooks(Protocol):
     def now(self) -> datetime: ...
 
 
-def _failure_summary(failures: Sequence[str], limit: int = 5) -> str:
-    shown = "; ".join(failures[:limit])
-    more = len(failures) - limit
+def _summary(items: Sequence[str], limit: int = 5) -> str:
+    shown = "; ".join(items[:limit])
+    more = len(items) - limit
     return shown + (f"; and {more} more" if more > 0 else "")
+
+
+async def _gate(state: OperationState, strategy: Strategy, hooks: RolloutHooks) -> str | None:
+    """Between two batches: an interruption, or the pause (cut short by one)."""
+    why = await hooks.interruption()
+    pause = parse_duration(strategy.rolling.pause_between_batches)
+    if why is None and pause > 0:
+        await hooks.save(
+            replace(
+                state,
+                message=f"waiting {strategy.rolling.pause_between_batches}"
+                f" before batch {state.batch_current + 1}/{state.batch_total}",
+            )
+        )
+        await hooks.wait(pause)
+        why = await hooks.interruption()
+    return why
 
 
 async def run_rollout(
@@ -77,50 +104,47 @@ async def run_rollout(
     fleet_size: int,
     strategy: Strategy,
     hooks: RolloutHooks,
+    first: Sequence[str] = (),
 ) -> OperationState:
     """Roll `state.revision` out to `pending` targets; returns the state it stopped in.
 
-    Stops (phase stays Running) when `hooks.interruption()` says so between batches;
-    fails when the failure budget is exceeded, leaving later batches untouched.
+    Stops (phase stays Running, `interrupted` says why) when `hooks.interruption()` says
+    so between batches; fails when the failure budget is exceeded, leaving later batches
+    untouched. `first` targets lead the order (see plan_batches).
     """
-    batches = plan_batches(pending, strategy, fleet_size)
+    batches = plan_batches(pending, strategy, fleet_size, first=first)
+    resuming = state.phase == RUNNING and state.batch_current > 0
     done = state.batch_current if state.phase == RUNNING else 0
     state = replace(
         state,
         phase=RUNNING,
+        batch_current=done,
         batch_total=done + len(batches),
         pending=sum(len(b) for b in batches),
         message="",
         started_at=state.started_at or hooks.now(),
         finished_at=None,
+        interrupted="",
     )
     if not batches:
         return await _finish(state, hooks)
     await hooks.save(state)
-    pause = parse_duration(strategy.rolling.pause_between_batches)
     for index, batch in enumerate(batches):
-        if index > 0:
-            why = hooks.interruption()
-            if why is None and pause > 0:
-                state = replace(
-                    state,
-                    message=f"waiting {strategy.rolling.pause_between_batches}"
-                    f" before batch {state.batch_current + 1}",
-                )
-                await hooks.save(state)
-                await hooks.wait(pause)
-                why = hooks.interruption()
+        if index > 0 or resuming:
+            why = await _gate(state, strategy, hooks)
             if why is not None:
                 state = replace(
                     state,
+                    interrupted=why,
                     message=f"stopped before batch {state.batch_current + 1}"
                     f"/{state.batch_total}: {why}",
                 )
                 await hooks.save(state)
                 return state
         outcomes = await hooks.apply_batch(batch)
-        ok = [o for o in outcomes if o.ok]
-        bad = [o for o in outcomes if not o.ok]
+        ok = [o for o in outcomes if o.ok and not o.skipped]
+        bad = [o for o in outcomes if not o.ok and not o.skipped]
+        skipped = [o for o in outcomes if o.skipped]
         state = replace(
             state,
             batch_current=state.batch_current + 1,
@@ -128,18 +152,18 @@ async def run_rollout(
             failed=state.failed + len(bad),
             pending=state.pending - len(batch),
             failures=state.failures + tuple(f"{o.name}: {o.message}" for o in bad),
+            skipped=state.skipped + tuple(f"{o.name}: {o.message}" for o in skipped),
             message="",
         )
         if budget_exceeded(state.failed, strategy):
-            untouched = state.pending
             state = replace(
                 state,
                 phase=FAILED,
                 finished_at=hooks.now(),
                 message=(
                     f"{state.failed} target(s) failed, more than maxFailures "
-                    f"{strategy.rolling.max_failures}; {untouched} target(s) left "
-                    f"untouched: {_failure_summary(state.failures)}"
+                    f"{strategy.rolling.max_failures}; {state.pending} target(s) left "
+                    f"untouched: {_summary(state.failures)}"
                 ),
             )
             await hooks.save(state)
@@ -149,11 +173,17 @@ async def run_rollout(
 
 
 async def _finish(state: OperationState, hooks: RolloutHooks) -> OperationState:
-    message = f"{state.succeeded} target(s) synced" + (
-        f", {state.failed} failed within the budget: {_failure_summary(state.failures)}"
-        if state.failed
-        else ""
+    message = f"{state.succeeded} target(s) synced"
+    if state.failed:
+        message += f", {state.failed} failed within the budget: {_summary(state.failures)}"
+    if state.skipped:
+        message += f"; {len(state.skipped)} left for a later operation: {_summary(state.skipped)}"
+    state = replace(
+        state,
+        phase=SUCCEEDED,
+        finished_at=hooks.now(),
+        pending=len(state.skipped),
+        message=message,
     )
-    state = replace(state, phase=SUCCEEDED, finished_at=hooks.now(), pending=0, message=message)
     await hooks.save(state)
     return state

@@ -11,6 +11,7 @@ from vmgitops.reconcile.app_status import (
     app_sync,
     append_history,
     conditions,
+    merge_entry,
     summarize,
 )
 
@@ -100,3 +101,93 @@ def test_history_is_trimmed_and_ids_grow() -> None:
         h = append_history(h, revision=f"r{i}", phase="Succeeded", deployed_at=NOW, limit=3)
     assert [e["id"] for e in h] == [3, 4, 5]
     assert h[-1]["revision"] == "r4"
+
+
+@pytest.mark.parametrize(
+    ("apps", "entry", "expected"),
+    [
+        pytest.param(
+            [],
+            {"name": "web", "sync": "Synced"},
+            [{"name": "web", "sync": "Synced"}],
+            id="first-entry",
+        ),
+        pytest.param(
+            [{"name": "web", "sync": "OutOfSync", "lastSyncTime": "t1", "phase": "Succeeded"}],
+            {"name": "web", "sync": "Synced"},
+            [{"name": "web", "sync": "Synced", "lastSyncTime": "t1", "phase": "Succeeded"}],
+            id="observation-keeps-last-sync-time-and-phase",
+        ),
+        pytest.param(
+            [{"name": "web", "lastSyncTime": "t1"}],
+            {"name": "web", "lastSyncTime": "t2"},
+            [{"name": "web", "lastSyncTime": "t2"}],
+            id="a-sync-sets-a-new-time",
+        ),
+        pytest.param([{"name": "db"}, {"name": "web"}], None, [{"name": "db"}], id="none-removes"),
+        pytest.param(
+            [{"name": "zz"}],
+            {"name": "aa"},
+            [{"name": "aa"}, {"name": "zz"}],
+            id="others-kept-and-sorted",
+        ),
+    ],
+)
+def test_merge_entry(
+    apps: list[dict[str, object]], entry: dict[str, object] | None, expected: object
+) -> None:
+    name = "web" if entry is None else str(entry["name"])
+    assert merge_entry(apps, name, entry) == expected
+
+
+ORPHANED = TargetView(
+    "vm5",
+    True,
+    SyncStatus.OUT_OF_SYNC,
+    Health.HEALTHY,
+    "r0",
+    "prune is off",
+    orphans=("file /etc/x",),
+    steps=0,
+)
+
+
+@pytest.mark.parametrize(
+    ("view", "needs_apply", "drifted", "unhealthy"),
+    [
+        pytest.param(OK, False, False, False, id="synced"),
+        pytest.param(DRIFTED, True, True, False, id="changed-by-hand-at-its-revision"),
+        pytest.param(
+            TargetView("n", True, SyncStatus.OUT_OF_SYNC, Health.UNKNOWN, None),
+            True,
+            False,
+            False,
+            id="new-vm-is-not-drift",
+        ),
+        pytest.param(ORPHANED, False, False, False, id="orphans-only-nothing-to-apply"),
+        pytest.param(DOWN, False, False, False, id="unreachable-waits"),
+        pytest.param(SICK, False, False, True, id="synced-but-degraded"),
+    ],
+)
+def test_target_view_predicates(
+    view: TargetView, needs_apply: bool, drifted: bool, unhealthy: bool
+) -> None:
+    assert view.needs_apply == needs_apply
+    assert view.drifted("r1") == drifted
+    assert view.unhealthy_at("r1") == unhealthy
+
+
+def test_out_of_sync_condition_names_targets_and_orphans() -> None:
+    conds = conditions(
+        [],
+        sync=SyncStatus.OUT_OF_SYNC,
+        health=Health.HEALTHY,
+        health_message="",
+        revision="r1",
+        error=None,
+        generation=1,
+        now=NOW,
+        out_of_sync=[ORPHANED],
+    )
+    synced = next(c for c in conds if c["type"] == "Synced")
+    assert "vm5: prune is off" in synced["message"]

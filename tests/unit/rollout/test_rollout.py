@@ -51,11 +51,16 @@ def test_batches_are_sorted_and_stable() -> None:
     assert plan_batches(["c", "a", "d", "b", "a"], rolling(2), 4) == [["a", "b"], ["c", "d"]]
 
 
+def test_retried_targets_lead_so_a_second_failure_spends_the_budget_on_them() -> None:
+    assert plan_batches(["a", "b", "c"], rolling(1), 3, first=["c"]) == [["c"], ["a"], ["b"]]
+
+
 @dataclass
 class Script:
     """Outcomes by target name, and interruptions by batch index."""
 
     failing: dict[str, str] = field(default_factory=dict)
+    unreachable: set[str] = field(default_factory=set)
     interrupt_before: dict[int, str] = field(default_factory=dict)
     applied: list[list[str]] = field(default_factory=list)
     saved: list[OperationState] = field(default_factory=list)
@@ -63,12 +68,17 @@ class Script:
 
     async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
         self.applied.append(list(names))
-        return [TargetOutcome(n, n not in self.failing, self.failing.get(n, "")) for n in names]
+        return [
+            TargetOutcome(n, False, "refused", skipped=True)
+            if n in self.unreachable
+            else TargetOutcome(n, n not in self.failing, self.failing.get(n, ""))
+            for n in names
+        ]
 
     async def save(self, state: OperationState) -> None:
         self.saved.append(state)
 
-    def interruption(self) -> str | None:
+    async def interruption(self) -> str | None:
         return self.interrupt_before.get(len(self.applied))
 
     async def wait(self, seconds: float) -> None:
@@ -200,3 +210,49 @@ async def test_nothing_pending_succeeds_at_once() -> None:
         OperationState(revision="r1"), [], fleet_size=4, strategy=rolling(1), hooks=script
     )
     assert state.phase == SUCCEEDED and script.applied == []
+
+
+async def test_unreachable_target_is_skipped_not_failed() -> None:
+    script = Script(unreachable={"vm2"})
+    state = await run_rollout(
+        OperationState(revision="r1"),
+        NAMES,
+        fleet_size=4,
+        strategy=rolling(1, max_failures=0),
+        hooks=script,
+    )
+    assert state.phase == SUCCEEDED
+    assert (state.succeeded, state.failed, state.pending) == (3, 0, 1)
+    assert "left for a later operation: vm2: refused" in state.message
+
+
+async def test_resumed_rollout_passes_the_gate_before_its_first_batch() -> None:
+    # Killed while waiting between batch 1 and 2: the pause is waited again, and a
+    # pause (spec.paused) set meanwhile holds the rollout before it applies anything.
+    script = Script(interrupt_before={0: "spec.paused is true"})
+    before = OperationState(revision="r1", batch_current=1, batch_total=2, succeeded=2)
+    state = await run_rollout(
+        before, ["vm3", "vm4"], fleet_size=4, strategy=rolling(2), hooks=script
+    )
+    assert state.phase == RUNNING and script.applied == []
+    assert state.interrupted == "spec.paused is true"
+    assert "stopped before batch 2/2" in state.message
+
+    script = Script()
+    state = await run_rollout(
+        before, ["vm3", "vm4"], fleet_size=4, strategy=rolling(2, pause="20s"), hooks=script
+    )
+    assert script.waits == [20.0]
+    assert (state.phase, state.batch_current, state.batch_total) == (SUCCEEDED, 2, 2)
+
+
+async def test_a_new_operation_does_not_wait_before_its_first_batch() -> None:
+    script = Script()
+    await run_rollout(
+        OperationState(revision="r1"),
+        NAMES,
+        fleet_size=4,
+        strategy=rolling(2, pause="20s"),
+        hooks=script,
+    )
+    assert script.waits == [20.0]

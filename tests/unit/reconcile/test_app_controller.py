@@ -1,0 +1,321 @@
+"""The VMApplication reconciler's tick with a fake Git and fake VMs: what it decides,
+writes and posts. The real thing is in tests/e2e/test_applications*.py."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmgitops.plan.health import Health, SyncStatus
+from vmgitops.reconcile.app_context import AppContext, SyncOutcome
+from vmgitops.reconcile.app_controller import AppReconciler, Deps
+from vmgitops.reconcile.app_status import TargetView
+from vmgitops.source import Resolved
+
+OLD, REV, NEW = "a" * 40, "b" * 40, "c" * 40
+
+
+class FakeGit:
+    def __init__(self, folder: Path, commit: str) -> None:
+        self.folder, self.commit = folder, commit
+        self.resolves = 0
+        #: After this many resolves, Git answers `later` (a commit arriving mid-rollout).
+        self.switch_after: int | None = None
+        self.later = NEW
+
+    async def resolve(
+        self, url: str, target_revision: str | None = "HEAD", credentials: Any = None
+    ) -> Resolved:
+        self.resolves += 1
+        if self.switch_after is not None and self.resolves > self.switch_after:
+            self.commit = self.later
+        return Resolved(self.commit, "refs/heads/main", datetime.now(UTC))
+
+    async def checkout(
+        self, url: str, commit: str, path: str | None = ".", credentials: Any = None
+    ) -> Path:
+        return self.folder
+
+
+@dataclass
+class VM:
+    revision: str | None = None
+    reachable: bool = True
+    drifted: bool = False
+    applies: int = 0
+
+
+@dataclass
+class FakeFleet:
+    vms: dict[str, VM]
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    synced: list[str] = field(default_factory=list)
+    #: Called after each sync (to change the world mid-rollout).
+    after_sync: Any = None
+
+    def bodies(self, namespace: str) -> list[Mapping[str, Any]]:
+        return [
+            {"metadata": {"name": n, "labels": self.labels.get(n, {"env": "test"})}, "spec": {}}
+            for n in sorted(self.vms)
+        ]
+
+    def view(self, name: str, ctx: AppContext) -> TargetView:
+        vm = self.vms[name]
+        if not vm.reachable:
+            return TargetView(name, False, message="ConnectionRefused: refused")
+        ok = vm.revision == ctx.revision and not vm.drifted
+        return TargetView(
+            name,
+            True,
+            SyncStatus.SYNCED if ok else SyncStatus.OUT_OF_SYNC,
+            Health.HEALTHY if vm.revision else Health.MISSING,
+            vm.revision,
+            steps=0 if ok else 2,
+        )
+
+    async def observe(self, target: Mapping[str, Any], ctx: AppContext) -> TargetView:
+        return self.view(str(target["metadata"]["name"]), ctx)
+
+    async def sync(self, target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
+        name = str(target["metadata"]["name"])
+        vm = self.vms[name]
+        if not vm.reachable:
+            return SyncOutcome(self.view(name, ctx), False, "refused", unreachable=True)
+        vm.revision, vm.drifted = ctx.revision, False
+        vm.applies += 1
+        self.synced.append(name)
+        if self.after_sync is not None:
+            self.after_sync(name)
+        return SyncOutcome(self.view(name, ctx), True)
+
+
+class World:
+    def __init__(self, tmp: Path, vms: dict[str, VM], commit: str = REV) -> None:
+        (tmp / "vmapp.yaml").write_text("files:\n  - path: /etc/x\n    content: x\n")
+        self.git = FakeGit(tmp, commit)
+        self.fleet = FakeFleet(vms)
+        self.status: dict[str, Any] = {}
+        self.rv = 1
+        self.status_patches: list[dict[str, Any]] = []
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.events: list[tuple[str, str, str]] = []
+        self.removed: list[str] = []
+        self.body: dict[str, Any] = {}
+        self.spec(automated={"selfHeal": True})
+
+    def spec(self, generation: int = 1, **policy: Any) -> None:
+        spec: dict[str, Any] = {
+            "source": {"repoURL": "git://127.0.0.1/x.git", "targetRevision": "main"},
+            "destination": {"selector": {"matchLabels": {"env": "test"}}},
+            "refreshInterval": policy.pop("refreshInterval", "1h"),
+        }
+        if "automated" in policy:
+            spec["syncPolicy"] = {"automated": policy.pop("automated")}
+        spec.update(policy)
+        self.body = {
+            "metadata": {"name": "web", "namespace": "ns", "generation": generation},
+            "spec": spec,
+            "status": self.status,
+        }
+
+    async def write_status(self, patch: dict[str, Any]) -> Mapping[str, Any]:
+        self.status_patches.append(patch)
+        self.status.update(patch)
+        self.rv += 1
+        return {"metadata": {"resourceVersion": str(self.rv)}, "status": dict(self.status)}
+
+    async def write_targets(self, changes: Mapping[str, Mapping[str, Any] | None]) -> None:
+        for name, entry in changes.items():
+            if entry is None:
+                self.entries.pop(name, None)
+            else:
+                self.entries[name] = {**self.entries.get(name, {}), **entry}
+
+    async def remove_annotations(self, keys: Sequence[str]) -> None:
+        self.removed += list(keys)
+        for k in keys:
+            self.body["metadata"].get("annotations", {}).pop(k, None)
+
+    def reconciler(self) -> AppReconciler:
+        r = AppReconciler(
+            "ns",
+            "web",
+            Deps(
+                source=self.git,
+                driver=self.fleet,
+                targets_in=self.fleet.bodies,
+                secrets=lambda ns, n: None,
+                write_status=self.write_status,
+                write_targets=self.write_targets,
+                lists_app=lambda n: n in self.entries,
+                remove_annotations=self.remove_annotations,
+                event=lambda t, r, m: self.events.append((t, r, m)),
+            ),
+        )
+        r.live_body = lambda: self.body
+        return r
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self.events]
+
+
+def fleet(rev: str | None, *names: str) -> dict[str, VM]:
+    return {n: VM(rev) for n in names}
+
+
+async def test_first_sync_then_nothing_to_do(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(None, "vm1", "vm2"))
+    r = w.reconciler()
+    delay = await r.tick(w.body)
+    assert w.status["operation"]["phase"] == "Succeeded"
+    assert w.status["sync"] == {"status": "Synced", "revision": REV}
+    assert w.status["history"][-1]["revision"] == REV
+    assert w.reasons() == ["SyncStarted", "SyncSucceeded"]
+    assert w.entries["vm1"]["sync"] == "Synced" and "lastSyncTime" in w.entries["vm1"]
+    assert delay == 3600
+    before = len(w.status_patches)
+    await r.tick(w.body)
+    assert len(w.status_patches) == before, "an unchanged tick writes nothing"
+
+
+async def test_restart_mid_rollout_resumes_without_reapplying(tmp_path: Path) -> None:
+    vms = {"vm1": VM(REV), "vm2": VM(REV), "vm3": VM(OLD), "vm4": VM(OLD)}
+    w = World(tmp_path, vms)
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 2}})
+    w.status["operation"] = {
+        "phase": "Running",
+        "revision": REV,
+        "startedAt": "2026-11-26T00:00:00Z",
+        "batches": {"current": 1, "total": 2},
+        "targets": {"succeeded": 2, "failed": 0, "pending": 2},
+        "message": "waiting 20s before batch 2/2",
+    }
+    await w.reconciler().tick(w.body)  # a fresh reconciler: the restarted operator
+    op = w.status["operation"]
+    assert (op["phase"], op["batches"], op["targets"]["succeeded"]) == (
+        "Succeeded",
+        {"current": 2, "total": 2},
+        4,
+    )
+    assert w.fleet.synced == ["vm3", "vm4"]
+    assert vms["vm1"].applies == 0
+    assert "SyncResumed" in w.reasons() and "SyncStarted" not in w.reasons()
+
+
+async def test_paused_mid_rollout_stops_between_batches(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(OLD, "vm1", "vm2", "vm3"))
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 1}})
+
+    def pause(name: str) -> None:
+        w.body["spec"]["paused"] = True
+        w.body["metadata"]["generation"] = 2
+
+    w.fleet.after_sync = pause
+    r = w.reconciler()
+    delay = await r.tick(w.body)
+    op = w.status["operation"]
+    assert op["phase"] == "Running" and op["batches"]["current"] == 1
+    assert "spec.paused" in op["message"]
+    assert w.fleet.synced == ["vm1"]
+    assert "RolloutPaused" in w.reasons()
+    assert w.status["health"]["status"] == "Suspended"
+    assert delay == 3600, "paused: no busy ticking"
+    # Unpaused: the same operation resumes, batch numbers continue.
+    w.fleet.after_sync = None
+    w.body["spec"]["paused"] = False
+    w.body["metadata"]["generation"] = 3
+    await r.tick(w.body)
+    op = w.status["operation"]
+    assert op["phase"] == "Succeeded" and op["batches"] == {"current": 3, "total": 3}
+    assert w.fleet.synced == ["vm1", "vm2", "vm3"]
+
+
+async def test_newer_revision_mid_rollout_finishes_the_batch_and_starts_over(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path, fleet(OLD, "vm1", "vm2", "vm3", "vm4"))
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 2}}, refreshInterval="1ms")
+    w.git.switch_after = 1  # the first resolve says REV, the next ones NEW
+    r = w.reconciler()
+    await r.tick(w.body)
+    assert w.fleet.synced == ["vm1", "vm2"], "the current batch finished, no further"
+    assert w.status["operation"]["phase"] == "Running"
+    assert "arrived" in w.status["operation"]["message"]
+    await r.tick(w.body)
+    op = w.status["operation"]
+    assert op["revision"] == NEW and op["phase"] == "Succeeded"
+    assert all(vm.revision == NEW for vm in w.fleet.vms.values())
+    assert "SyncSuperseded" in w.reasons()
+
+
+async def test_unreachable_target_is_unknown_not_failed(tmp_path: Path) -> None:
+    vms = fleet(OLD, "vm1", "vm2")
+    vms["vm2"].reachable = False
+    w = World(tmp_path, vms)
+    w.spec(automated={}, strategy={"rolling": {"maxFailures": 0}})
+    await w.reconciler().tick(w.body)
+    assert w.status["operation"]["phase"] == "Succeeded"
+    assert w.status["summary"]["unreachable"] == 1
+    assert w.status["sync"]["status"] == "Unknown"
+
+
+async def test_target_leaving_loses_its_entry_and_is_left_alone(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(None, "vm1", "vm2"))
+    r = w.reconciler()
+    await r.tick(w.body)
+    assert set(w.entries) == {"vm1", "vm2"}
+    w.fleet.labels["vm2"] = {"env": "other"}
+    await r.tick(w.body)
+    assert set(w.entries) == {"vm1"}
+    assert "TargetLeft" in w.reasons()
+    assert w.status["summary"]["targets"] == 1
+    # A VM joins: it is synced even without selfHeal.
+    w.spec(automated={})
+    w.fleet.vms["vm3"] = VM(None)
+    await r.tick(w.body)
+    assert w.fleet.vms["vm3"].revision == REV
+    assert "TargetJoined" in w.reasons()
+
+
+async def test_stale_entry_from_before_a_restart_is_removed(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(REV, "vm1", "vm2"))
+    w.fleet.labels["vm2"] = {"env": "other"}
+    w.entries["vm2"] = {"name": "web"}
+    await w.reconciler().tick(w.body)
+    assert "vm2" not in w.entries and "TargetLeft" in w.reasons()
+
+
+@pytest.mark.parametrize("automated", [None, {}], ids=["manual", "automated-no-self-heal"])
+async def test_sync_annotation_syncs_now_and_is_removed(
+    tmp_path: Path, automated: dict[str, Any] | None
+) -> None:
+    vms = fleet(REV, "vm1")
+    vms["vm1"].drifted = True
+    w = World(tmp_path, vms)
+    w.spec(**({} if automated is None else {"automated": automated}))
+    r = w.reconciler()
+    await r.tick(w.body)
+    assert w.fleet.synced == []
+    w.body["metadata"]["annotations"] = {"vmgitops.io/sync": "now"}
+    await r.tick(w.body)
+    assert w.fleet.synced == ["vm1"]
+    assert w.removed == ["vmgitops.io/sync"]
+
+
+async def test_drift_is_counted_once(tmp_path: Path) -> None:
+    vms = fleet(REV, "vm1")
+    w = World(tmp_path, vms)
+    w.spec(automated={}, managementPolicy="ObserveOnly")
+    r = w.reconciler()
+    await r.tick(w.body)
+    vms["vm1"].drifted = True
+    await r.tick(w.body)
+    await r.tick(w.body)
+    assert w.reasons().count("DriftDetected") == 1
+    assert w.fleet.synced == []
+    assert w.status["sync"]["status"] == "OutOfSync"
