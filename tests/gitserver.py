@@ -1,7 +1,9 @@
 """Real Git servers the tests start themselves, on 127.0.0.1 ports of their own.
 
 - `SmartHTTPServer`: git's own `git http-backend` (as CGI) behind a tiny Python HTTP
-  server that demands Basic auth, the way a hosted Git server answers `https://`.
+  server that demands Basic auth, the way a hosted Git server answers `https://`; it
+  accepts pushes (receive-pack) from the authenticated user, and a test can run code
+  just before a push is served (`before_push`) to make the branch move meanwhile.
 - `GitDaemon`: a private `git daemon`, for tests that stop the server.
 - `Workdir`: a working clone that commits and pushes into a bare repository.
 """
@@ -18,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -141,6 +144,11 @@ class _CGIHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         path, _, query = self.path.partition("?")
+        if self.command == "POST" and path.endswith("/git-receive-pack"):
+            self.server.pushes += 1
+            hook, self.server.before_push = self.server.before_push, None
+            if hook is not None:
+                hook()  # once: e.g. another writer pushes first, so this push is not a fast-forward
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "GIT_PROJECT_ROOT": str(self.server.root),
@@ -197,6 +205,9 @@ class SmartHTTPServer(ThreadingHTTPServer):
         self.rejected = 0
         #: The Authorization header of every request ("" when absent).
         self.authorizations: list[str] = []
+        #: receive-pack requests (pushes) served, and a one-shot hook run before the next.
+        self.pushes = 0
+        self.before_push: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property

@@ -163,19 +163,7 @@ class _Clone:
                 f"branch {self.branch!r} does not exist in {self.repo.display}; check "
                 "gitCommit.branch",
             )
-        failure = fetch_failure(
-            "fetching",
-            self.repo.display,
-            result.stderr,
-            timed_out=result.timed_out,
-            timeout=self.timeout,
-            scrub=self.scrub,
-        )
-        raise GitCommitError(
-            failure.reason,
-            failure.message,
-            retryable=failure.retryable and not isinstance(failure, GitAuthenticationFailed),
-        )
+        raise self._failure("fetching", result.stderr, result.timed_out)
 
     def push(self) -> bool:
         """True when pushed; False when refused because the branch moved."""
@@ -187,20 +175,25 @@ class _Clone:
         said = result.stderr + "\n" + result.stdout
         if _REJECTED.search(said):
             return False
+        raise self._failure("pushing to", said, result.timed_out, push=True)
+
+    def _failure(
+        self, action: str, said: str, timed_out: bool, *, push: bool = False
+    ) -> GitCommitError:
         failure = fetch_failure(
-            "pushing to",
+            action,
             self.repo.display,
             said,
-            timed_out=result.timed_out,
+            timed_out=timed_out,
             timeout=self.timeout,
             scrub=self.scrub,
         )
-        reason = failure.reason
         message = failure.message.replace("spec.source.credentials", "gitCommit.credentials")
         message = message.replace("spec.source.repoURL", "gitCommit.repoURL")
-        if isinstance(failure, GitAuthenticationFailed):
+        auth = isinstance(failure, GitAuthenticationFailed)
+        if auth and push:
             message += " (pushing needs write access)"
-        raise GitCommitError(reason, message, retryable=False)
+        return GitCommitError(failure.reason, message, retryable=failure.retryable and not auth)
 
 
 def _apply(clone: _Clone, edits: Sequence[Edit]) -> list[str]:

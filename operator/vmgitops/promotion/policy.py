@@ -24,8 +24,10 @@ from enum import StrEnum
 from typing import Any
 
 from vmgitops.api.promotion import (
+    DEFAULT_REVISION_KEY,
     ApplicationKind,
     ApplicationRef,
+    PromotionMethod,
     PromotionPhase,
     PromotionSpec,
     PromotionStatus,
@@ -289,15 +291,24 @@ def _bad_input(facts: Facts) -> Decision | None:
             f"{what} not found in this namespace; nothing was changed",
             now,
         )
-    multi = [r for r in spec.to if facts.dest(r).multi_source]
+    multi = [r for r in spec.to if facts.dest(r).multi_source and not _explicit_key(spec, r)]
     if multi:
         return _fail(
             Reason.UNSUPPORTED_DESTINATION,
             f"{_names(multi)} has spec.sources (several sources): which targetRevision to set "
-            "is ambiguous; use spec.source, or method GitCommit with gitCommit.files",
+            "is ambiguous; use spec.source, or method GitCommit with gitCommit.files naming "
+            "the key; nothing was changed",
             now,
         )
     return None
+
+
+def _explicit_key(spec: PromotionSpec, ref: ApplicationRef) -> bool:
+    """GitCommit names where this destination's revision lives (not the default key)."""
+    target = spec.git_commit
+    if spec.method is not PromotionMethod.GIT_COMMIT or target is None:
+        return False
+    return target.file_for(ref) is not None or target.key != DEFAULT_REVISION_KEY
 
 
 def _state(facts: Facts, ref: ApplicationRef) -> AppState:
