@@ -94,6 +94,17 @@ def boot(names: list[str]) -> list[VM]:
                 e["hostPublicKey"],
             )
         )
+    # In a boot storm systemd-user-sessions may fail, leaving /run/nologin, which makes
+    # PAM refuse every login but root's (seen on vm60 of 20 booted at once).
+    parallel(
+        lambda vm: vm_sh(
+            vm,
+            "systemctl is-active -q systemd-user-sessions.service || "
+            "systemctl restart systemd-user-sessions.service; rm -f /run/nologin",
+            check=False,
+        ),
+        out,
+    )
     return out
 
 
