@@ -301,7 +301,9 @@ def run(args: argparse.Namespace) -> int:
 
 async def _sync(cluster: Cluster, args: argparse.Namespace, limit: float) -> int:
     quiet = args.output != "text"
-    console = Console(file=sys.stderr if quiet else sys.stdout, highlight=False)
+    stream = sys.stderr if quiet else sys.stdout
+    # In a pipe, one line per event and never wrapped (scripts and CI logs read it).
+    console = Console(file=stream, highlight=False, soft_wrap=not stream.isatty())
     app: Mapping[str, Any] = await get_application(cluster, args.app)
     reason = refusal(app)
     where = f"{cluster.namespace}/{args.app}"
@@ -340,10 +342,7 @@ async def _sync(cluster: Cluster, args: argparse.Namespace, limit: float) -> int
         return EXIT_FAILED
     if op.phase == SUCCEEDED:
         if not quiet:
-            console.print(
-                f"Succeeded: {op.succeeded} target(s) synced to {short_sha(op.revision)}"
-                + (f" ({op.message})" if op.message else "")
-            )
+            console.print(f"Succeeded: {op.succeeded} target(s) synced to {short_sha(op.revision)}")
         return EXIT_OK
     print(
         f"{PROG}: the sync Failed at {short_sha(op.revision)}: {op.message or why_not(app)}",
