@@ -149,7 +149,10 @@ class HttpCheck(_Spec):
 
 
 class TcpCheck(_Spec):
-    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]-]{1,253}$")] = "127.0.0.1"
+    # Never a leading "-": the host becomes an argument of nc on a VM without bash.
+    host: Annotated[str, Field(pattern=r"^[A-Za-z0-9.:\[\]][A-Za-z0-9.:\[\]-]{0,252}$")] = (
+        "127.0.0.1"
+    )
     port: int = Field(ge=1, le=65535)
 
 
