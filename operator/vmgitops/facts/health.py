@@ -32,7 +32,7 @@ chk_cmd() {
 chk_http() {
   _n=$1; _t=$2; _u=$3; _h=$4; _p=$5; _pa=$6; _s=$7
   if command -v curl >/dev/null 2>&1; then
-    _c=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$_t" "$_u" 2>/dev/null); _tool=curl
+    _c=$(curl -s -g -o /dev/null -w '%{http_code}' --max-time "$_t" "$_u" 2>/dev/null); _tool=curl
   elif command -v wget >/dev/null 2>&1; then
     _c=$(tmo "$_t" wget -q -S -O /dev/null -T "$_t" "$_u" 2>&1 \
       | sed -n 's/^ *HTTP\/[0-9.]* \([0-9][0-9][0-9]\).*/\1/p' | tail -n 1); _tool=wget
@@ -53,7 +53,7 @@ chk_tcp() {
     tmo "$_t" bash -c 'exec 3<>"/dev/tcp/$1/$2"' vmgitops-tcp "$_h" "$_p" >/dev/null 2>&1
     _rc=$?; _tool=bash
   elif command -v nc >/dev/null 2>&1; then
-    tmo "$_t" nc -z -w "$_t" "$_h" "$_p" >/dev/null 2>&1; _rc=$?; _tool=nc
+    tmo "$_t" nc -z -w "$_t" -- "$_h" "$_p" >/dev/null 2>&1; _rc=$?; _tool=nc
   else
     r check "$_n" tcp unsupported "no TCP client on the VM (bash or nc)"; return
   fi
