@@ -1,0 +1,1 @@
+"""The programs the harness runs and measures, one process per tool run."""
