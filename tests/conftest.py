@@ -94,6 +94,13 @@ def operator(crds: None) -> Iterator[Path]:
                 "--verbose",
                 "--namespace",
                 f"{NAMESPACE_PREFIX}*",
+                # Metrics on loopback, on a free port: the fleet's VMs share this host's
+                # network, and a service on a VM cannot bind a port held on 0.0.0.0
+                # (the shop example's listens on 8080, the default metrics port).
+                "--metrics-address",
+                "127.0.0.1",
+                "--metrics-port",
+                "0",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
