@@ -84,3 +84,8 @@ def render_text(text: str, context: Mapping[str, Any], what: str) -> str:
         raise ManifestError(
             TEMPLATE_ERROR, f"{what}: {type(exc).__name__} while rendering: {exc}"
         ) from None
+    except RecursionError:
+        # A macro that calls itself: Python's stack ends it, the sync must not crash.
+        raise ManifestError(
+            TEMPLATE_ERROR, f"{what}: the template recurses without end (a macro calling itself)"
+        ) from None
