@@ -18,6 +18,7 @@ from vmgitops.manifest.errors import MANIFEST_INVALID, ManifestError
 from vmgitops.manifest.model import Manifest
 
 MAX_PROBLEMS = 10
+TOO_DEEP = "the YAML is nested too deeply"
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -33,6 +34,10 @@ class _StrictLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -46,7 +51,7 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     problem = getattr(exc, "problem", None) or str(exc)
     if mark is not None:
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)
+    return " ".join(str(problem).split())  # one line (a ReaderError spans two)
 
 
 def parse_manifest(text: str, filename: str = "vmapp.yaml") -> Manifest:
@@ -55,12 +60,16 @@ def parse_manifest(text: str, filename: str = "vmapp.yaml") -> Manifest:
         data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         raise ManifestError(MANIFEST_INVALID, f"{filename}: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ManifestError(MANIFEST_INVALID, f"{filename}: {TOO_DEEP}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ManifestError(MANIFEST_INVALID, f"{filename}: the top level must be a mapping")
     try:
         manifest = Manifest.model_validate(data)
+    except RecursionError:
+        raise ManifestError(MANIFEST_INVALID, f"{filename}: {TOO_DEEP}") from None
     except ValidationError as exc:
         problems = [_describe(err) for err in exc.errors()]
         raise ManifestError(MANIFEST_INVALID, _join(filename, problems)) from None
