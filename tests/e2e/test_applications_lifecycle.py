@@ -412,3 +412,13 @@ def test_history_and_rollback(
         assert "version=2" in vm_file(vm, conf(repo))
     reasons = event_reasons(namespace, repo.app)
     assert {"SyncStarted", "SyncSucceeded"} <= set(reasons)
+
+    # Deleted: its entry leaves the targets' status; the VMs keep what they have.
+    assert entry_of(namespace, vms[0], repo.app) is not None
+    kubectl("-n", namespace, "delete", "vmapp", repo.app, "--wait=false")
+    eventually(
+        lambda: all(entry_of(namespace, vm, repo.app) is None for vm in vms),
+        timeout=60,
+        what="the deleted application's entries removed from its targets",
+    )
+    assert "version=2" in vm_file(vms[0], conf(repo))

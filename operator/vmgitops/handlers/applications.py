@@ -238,6 +238,10 @@ async def application_daemon(
             return v  # type: ignore[no-any-return]
         return None
 
+    def target_labels(n: str) -> Mapping[str, str] | None:
+        found = _target_body(namespace, n)
+        return None if found is None else dict(found["metadata"].get("labels") or {})
+
     def post(type_: str, reason: str, message: str) -> None:
         log.info("%s: %s %s", key, reason, message)
         kopf.event(body, type=type_, reason=reason, message=message[:1024])
@@ -267,6 +271,7 @@ async def application_daemon(
             write_status=write_status,
             write_targets=write_targets,
             lists_app=lambda t: targets_book.has_entry(namespace, t, name),
+            target_labels=target_labels,
             remove_annotations=remove_annotations,
             event=post,
             metrics=metrics_mod.current(),

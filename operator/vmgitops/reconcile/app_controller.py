@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from vmgitops.api import meta
@@ -27,7 +27,7 @@ from vmgitops.reconcile.app_decide import Action, Decision, Policy, decide
 from vmgitops.reconcile.app_operation import op_from_status, op_to_status, retry_count_of
 from vmgitops.reconcile.app_rollout import OperationHooks
 from vmgitops.reconcile.app_status import TargetView
-from vmgitops.rollout.engine import RUNNING, SUCCEEDED, OperationState, run_rollout
+from vmgitops.rollout.engine import FAILED, RUNNING, SUCCEEDED, OperationState, run_rollout
 from vmgitops.rollout.history import append_history
 from vmgitops.source import Resolved
 from vmgitops.source.errors import SourceError
@@ -93,6 +93,8 @@ class Deps:
     lists_app: Callable[[str], bool]
     remove_annotations: Callable[[Sequence[str]], Awaitable[None]]
     event: EventPoster
+    #: The labels of target `name` now (None: no such target); default: a namespace walk.
+    target_labels: Callable[[str], Mapping[str, str] | None] | None = None
     metrics: AppMetrics = field(default_factory=NoMetrics)
     stopping: Callable[[], bool] = lambda: False
     observe_concurrency: int = 32
@@ -144,6 +146,14 @@ class AppReconciler:
         self.key = f"{namespace}/{name}"
         self.mem = Memory()
         self.live_body: Callable[[], Mapping[str, Any]] = lambda: {}
+        self._labels = deps.target_labels or self._walk_labels
+
+    def _walk_labels(self, name: str) -> Mapping[str, str] | None:
+        for t in self.deps.targets_in(self.namespace):
+            m = t.get("metadata") or {}
+            if m.get("name") == name:
+                return dict(m.get("labels") or {})
+        return None
 
     # -- source -------------------------------------------------------------------------
 
@@ -196,21 +206,21 @@ class AppReconciler:
         return m.revision, None
 
     async def _poll_git(self, spec: VMApplicationSpec) -> str | None:
-        """Mid-rollout: the commit targetRevision names now, when refreshInterval is due
-        (None when not due or when Git cannot say; the rollout goes on)."""
+        """Mid-rollout: the newest commit targetRevision is known to name; Git is asked
+        again only when refreshInterval is due (a failure keeps what was known)."""
         m = self.mem
         if time.monotonic() - m.fetched_at < parse_duration(spec.refresh_interval):
-            return None
+            return m.revision
         creds, missing = self._credentials(spec)
         if missing is not None:
-            return None
+            return m.revision
         src = spec.source
         m.fetched_at = time.monotonic()
         try:
             resolved = await self.deps.source.resolve(src.repo_url, src.target_revision, creds)
         except SourceError as exc:
             log.info("%s: Git poll during the rollout failed: %s", self.key, exc.reason)
-            return None
+            return m.revision
         m.revision, m.ref = resolved.commit, resolved.ref
         return resolved.commit
 
@@ -390,11 +400,8 @@ class AppReconciler:
         names = {str(t["metadata"]["name"]): t for t in targets}
 
         def still_selected(name: str) -> bool:
-            for t in self.deps.targets_in(self.namespace):
-                m = t.get("metadata") or {}
-                if m.get("name") == name:
-                    return selector.matches(m.get("labels") or {})
-            return False
+            labels = self._labels(name)
+            return labels is not None and selector.matches(labels)
 
         hooks = OperationHooks(
             key=self.key,
@@ -505,6 +512,9 @@ class AppReconciler:
             )
         self.mem.views.update(views)
         await self._write_targets({n: v.to_target_status(self.name) for n, v in views.items()})
+        # Compared with the freshest status: the rollout may have written since the tick
+        # began, and what it wrote is not written again.
+        status = self._status(self.live_body()) if self.mem.written else status
         listed = list(views.values())
         sync = app_sync_for(listed, error is not None and self.mem.app is None)
         rolling = op is not None and op.phase == RUNNING
@@ -548,8 +558,16 @@ class AppReconciler:
         interval = parse_duration(spec.refresh_interval)
         if op is not None and op.phase == RUNNING and decision.runs and not self._paused(spec):
             return 1.0  # stopped between batches: resume, or start the newer revision
-        if decision.retry_at is not None:
-            return max(1.0, min(interval, (decision.retry_at - now).total_seconds()))
+        retry_at = decision.retry_at
+        if retry_at is None and op is not None and op.phase == FAILED and decision.runs:
+            # Just failed: the first look again is when its retry is due.
+            policy = Policy.of(spec)
+            if policy.may_retry(decision.retry_count) and op.finished_at is not None:
+                retry_at = op.finished_at + timedelta(
+                    seconds=policy.backoff_after(decision.retry_count)
+                )
+        if retry_at is not None:
+            return max(1.0, min(interval, (retry_at - datetime.now(UTC)).total_seconds()))
         return interval
 
     def _paused(self, spec: VMApplicationSpec) -> bool:

@@ -319,3 +319,36 @@ async def test_drift_is_counted_once(tmp_path: Path) -> None:
     assert w.reasons().count("DriftDetected") == 1
     assert w.fleet.synced == []
     assert w.status["sync"]["status"] == "OutOfSync"
+
+
+async def test_newer_revision_found_while_waiting_between_batches(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(OLD, "vm1", "vm2"))
+    w.spec(
+        automated={},
+        strategy={"rolling": {"maxUnavailable": 1, "pauseBetweenBatches": "3s"}},
+        refreshInterval="500ms",
+    )
+    w.git.switch_after = 1
+    r = w.reconciler()
+    await r.tick(w.body)
+    assert w.fleet.synced == ["vm1"], "the wait was cut short and the rollout stopped"
+    assert "arrived" in w.status["operation"]["message"]
+
+
+async def test_a_failed_operation_is_looked_at_again_when_its_retry_is_due(
+    tmp_path: Path,
+) -> None:
+    w = World(tmp_path, fleet(OLD, "vm1"))
+    w.spec(
+        syncPolicy={"automated": {}, "retry": {"backoff": {"duration": "7s"}}},
+        strategy={"rolling": {"maxFailures": 0}},
+    )
+
+    async def failing(target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
+        view = TargetView("vm1", True, SyncStatus.SYNCED, Health.DEGRADED, ctx.revision, steps=0)
+        return SyncOutcome(view, False, "check http: status 500")
+
+    w.fleet.sync = failing  # type: ignore[method-assign]
+    delay = await w.reconciler().tick(w.body)
+    assert w.status["operation"]["phase"] == "Failed"
+    assert 5 <= delay <= 7
