@@ -154,39 +154,12 @@ def servicemonitor_crd(crds: None) -> None:
 
 @pytest.fixture(scope="session")
 def argocd_crd(crds: None) -> None:
-    """Argo CD's Application CRD (a minimal one, unless one is there already), so that
-    can-i checks on applications.argoproj.io reach the RBAC authorizer."""
+    """Argo CD's Application CRD (examples/argocd-crd, unless one is there already), so
+    that can-i checks on applications.argoproj.io reach the RBAC authorizer."""
     name = "applications.argoproj.io"
     if sh("kubectl", "get", "crd", name).returncode != 0:
-        crd = {
-            "apiVersion": "apiextensions.k8s.io/v1",
-            "kind": "CustomResourceDefinition",
-            "metadata": {"name": name},
-            "spec": {
-                "group": "argoproj.io",
-                "names": {
-                    "kind": "Application",
-                    "plural": "applications",
-                    "singular": "application",
-                    "shortNames": ["app"],
-                },
-                "scope": "Namespaced",
-                "versions": [
-                    {
-                        "name": "v1alpha1",
-                        "served": True,
-                        "storage": True,
-                        "schema": {
-                            "openAPIV3Schema": {
-                                "type": "object",
-                                "x-kubernetes-preserve-unknown-fields": True,
-                            }
-                        },
-                    }
-                ],
-            },
-        }
-        out = sh("kubectl", "create", "-f", "-", input=json.dumps(crd))
+        crd = ROOT / "examples/argocd-crd/application-crd.yaml"
+        out = sh("kubectl", "create", "-f", str(crd))
         assert out.returncode == 0 or "AlreadyExists" in out.stderr, out.stderr
     kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{name}")
 
