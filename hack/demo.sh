@@ -81,6 +81,35 @@ kubectl -n "$NS" annotate vmapp web-staging vmgitops.io/refresh=now --overwrite 
 wait_app web-staging "$SECOND"
 kubectl -n "$NS" get vmapp web-staging -o jsonpath='{.status.operation}{"\n"}{.status.history}{"\n"}'
 
+step "a promotion: web-staging's verified revision to web-prod, approved with the CLI"
+# The Promotion gates on web-staging being Synced and Healthy at the revision, waits for
+# approval, patches web-prod's targetRevision and verifies web-prod at the revision.
+PROMO=$(.venv/bin/vmgitops promote --from web-staging --to web-prod --require-approval \
+  -n "$NS" -o json | python3 -c 'import json, sys; print(json.load(sys.stdin)["metadata"]["name"])')
+promo_phase() { kubectl -n "$NS" get promotion "$PROMO" -o jsonpath='{.status.phase}'; }
+for _ in $(seq 1 120); do
+  phase=$(promo_phase)
+  [[ "$phase" == WaitingForApproval || "$phase" == Succeeded || "$phase" == Failed ]] && break
+  sleep 1
+done
+.venv/bin/vmgitops status -n "$NS"
+if [[ "$(promo_phase)" == WaitingForApproval ]]; then
+  .venv/bin/vmgitops approve "$PROMO" --by demo -n "$NS"
+fi
+for _ in $(seq 1 300); do
+  phase=$(promo_phase)
+  [[ "$phase" == Succeeded || "$phase" == Failed || "$phase" == RolledBack ]] && break
+  sleep 1
+done
+if [[ "$phase" != Succeeded ]]; then
+  kubectl -n "$NS" get promotion "$PROMO" -o yaml >&2
+  echo "promotion $PROMO ended $phase" >&2; exit 1
+fi
+wait_app web-prod "$SECOND"
+kubectl -n "$NS" get promotion "$PROMO" \
+  -o jsonpath='{.status.phase} {.status.reason}: {.status.message}{"\n"}approved by {.status.approvedBy} at {.status.approvedAt}; previous revisions {.status.previousRevisions}{"\n"}'
+.venv/bin/vmgitops status -n "$NS"
+
 step "kubectl get vmgitops -n $NS"
 kubectl -n "$NS" get vmgitops
 cat >&2 <<MSG

@@ -58,7 +58,7 @@ async def pipeline_daemon(*, body: kopf.Body, stopped: kopf.DaemonStopped, **_: 
         while not stopped:
             wake.clear()
             try:
-                delay = await engine.tick(body)
+                delay = await engine.tick()
             except NotFound:
                 return
             except Exception:

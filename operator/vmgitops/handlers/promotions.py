@@ -54,8 +54,10 @@ def _unfinished(status: Any, **_: Any) -> bool:
 
 @kopf.on.event(*PROMOTIONS)
 async def promotion_event(*, body: kopf.Body, **_: Any) -> None:
+    # Only an approval needs an answer at once; our own status writes must not wake us.
     ev = _wake.get(f"{body.meta.namespace}/{body.meta.name}")
-    if ev is not None:
+    approved = body.meta.annotations.get(meta.ANNOTATION_APPROVED_BY)
+    if ev is not None and approved and not body.status.get("approvedBy"):
         ev.set()
 
 
@@ -79,7 +81,7 @@ async def promotion_daemon(*, body: kopf.Body, stopped: kopf.DaemonStopped, **_:
         while not stopped:
             wake.clear()
             try:
-                delay = await engine.tick(body)
+                delay = await engine.tick()
             except NotFound:
                 return  # deleted while we worked
             except Exception:

@@ -143,9 +143,9 @@ class PromotionEngine:
             try:
                 resolved = await self.deps.source.resolve(url, wanted, creds)
             except RevisionNotFound as exc:
+                said = exc.message.replace("spec.source.targetRevision", "spec.revision")
                 check = RevisionCheck(
-                    error=f"revision {wanted[:200]!r} is not in the repository of {owner}: "
-                    f"{exc.message}"
+                    error=f"revision {wanted[:200]!r} is not in the repository of {owner}: {said}"
                 )
                 self.memo.revisions[wanted] = check
                 return check
@@ -164,9 +164,13 @@ class PromotionEngine:
 
     # -- the tick -----------------------------------------------------------------------
 
-    async def tick(self, body: Mapping[str, Any]) -> float | None:
-        """One reconcile; seconds until the next, or None when the promotion is final."""
+    async def tick(self) -> float | None:
+        """One reconcile; seconds until the next, or None when the promotion is final.
+
+        The Promotion is read afresh (a watch event may lag our own last status write,
+        and acting on an older phase would repeat a step); NotFound once it is deleted."""
         self._stored = None
+        body = await self.deps.objects.kube.get(meta.PROMOTION, self.namespace, self.name)
         meta_ = body.get("metadata") or {}
         raw_status = dict(body.get("status") or {})
         try:

@@ -130,7 +130,9 @@ class PipelineEngine:
     def __init__(self, namespace: str, name: str, deps: PipelineDeps) -> None:
         self.namespace, self.name, self.deps = namespace, name, deps
 
-    async def tick(self, body: Mapping[str, Any]) -> float:
+    async def tick(self) -> float:
+        """One reconcile, from the pipeline as it is now; seconds until the next."""
+        body = await self.deps.objects.kube.get(meta.PIPELINE, self.namespace, self.name)
         meta_ = body.get("metadata") or {}
         uid = str(meta_.get("uid") or "")
         generation = meta_.get("generation")
