@@ -270,14 +270,14 @@ class Bench:
                 fleetctl.drift(drifted)
                 self.measured(
                     "vmgitops-operator", "S3", "1", {h.name for h in drifted},
-                    window(lambda: ob.refresh(rev1, timeout)),
+                    window(lambda: ob.refresh(rev1, timeout, operation=True)),
                 )  # fmt: skip
             if "S4" in wanted:
                 ob.set_batches("10%", rev1)
                 rev2 = ob.repo.commit_version("2")
                 self.measured(
                     "vmgitops-operator", "S4", "2", everyone,
-                    window(lambda: ob.refresh(rev2, timeout)),
+                    window(lambda: ob.refresh(rev2, timeout, operation=True)),
                 )  # fmt: skip
         finally:
             ob.cleanup()
@@ -339,7 +339,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--only", default="", help="TOOL:SCENARIO,... measure only these for those tools"
     )
-    p.add_argument("--git-port", type=int, default=49418)
+    p.add_argument("--git-port", type=int, default=int(fleetctl.bench_setting("GIT_PORT")))
     p.add_argument("--tool-timeout", type=float, default=1800)
     p.add_argument("--results-dir", type=Path, default=ROOT / "bench/results")
     p.add_argument("--out", type=Path, help="the JSON result file (default: in results-dir)")

@@ -37,6 +37,31 @@ SSHD_PIN = (
 SSHD_PIN_FILE = "etc/ssh/sshd_config.d/30-bench-crypto.conf"
 
 
+#: The bench's own environment, apart from the developers' (.dev, 127.0.10.x, 16443,
+#: 12379, 9418): every hack/ script the bench calls gets these, never what the caller's
+#: shell happens to export for the developers' environment.
+BENCH_DEFAULTS = {
+    "FLEET_BASE": "120",
+    "APISERVER_PORT": "56443",
+    "ETCD_PORT": "52379",
+    "GIT_PORT": "49418",
+}
+
+
+def bench_setting(name: str) -> str:
+    return os.environ.get(f"BENCH_{name}", BENCH_DEFAULTS[name])
+
+
+def bench_env(dev: Path) -> dict[str, str]:
+    """The environment for hack/ scripts acting on the bench's environment only."""
+    if dev.resolve() == (ROOT / ".dev").resolve():
+        raise SystemExit("the bench never uses the developers' .dev environment")
+    env = {**os.environ, "VMGITOPS_DEV": str(dev), "KUBECONFIG": str(dev / "kubeconfig")}
+    for name in BENCH_DEFAULTS:
+        env[name] = bench_setting(name)
+    return env
+
+
 @dataclass(frozen=True)
 class Host:
     name: str
@@ -63,19 +88,17 @@ def load_fleet(dev: Path) -> list[Host]:
     return hosts
 
 
-def fleet_up(dev: Path, size: int, base: int) -> list[Host]:
-    env = {**os.environ, "VMGITOPS_DEV": str(dev), "FLEET_BASE": str(base)}
+def fleet_up(dev: Path, size: int) -> list[Host]:
     fleet = str(ROOT / "hack/fleet/fleet.py")
-    subprocess.run(["python3", fleet, "up", str(size)], check=True, env=env)
+    subprocess.run(["python3", fleet, "up", str(size)], check=True, env=bench_env(dev))
     return load_fleet(dev)[:size]
 
 
 def fleet_exec(dev: Path, name: str, *argv: str) -> None:
-    env = {**os.environ, "VMGITOPS_DEV": str(dev)}
     subprocess.run(
         ["python3", str(ROOT / "hack/fleet/fleet.py"), "exec", name, "--", *argv],
         check=True,
-        env=env,
+        env=bench_env(dev),
         capture_output=True,
     )
 

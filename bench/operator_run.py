@@ -20,18 +20,22 @@ and VmHWM.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import math
 import os
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bench import measure, workload
-from bench.fleetctl import ROOT, Host
+from bench.fleetctl import ROOT, Host, bench_env
 from bench.kube import Kube, app_path, poll, target_path
 
 REFRESH = "vmgitops.io/refresh"
@@ -45,6 +49,15 @@ class Window:
     tool_cpu: float
     pss: int
     hwm: int
+
+
+def _epoch(stamp: Any) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def _status_mem(pid: int) -> tuple[int, int]:
@@ -78,8 +91,8 @@ class GitRepo:
             ["git", *args], cwd=self.work, check=True, capture_output=True, text=True
         ).stdout.strip()
 
-    def commit_version(self, version: str) -> str:
-        workload.write_vmapp(self.work / "app", version)
+    def commit_version(self, version: str, per_host: bool = True) -> str:
+        workload.write_vmapp(self.work / "app", version, per_host)
         self.git("add", "-A")
         self.git(
             "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
@@ -87,6 +100,21 @@ class GitRepo:
         )  # fmt: skip
         self.git("push", "-q", "origin", "main")
         return self.git("rev-parse", "HEAD")
+
+
+def target_body(h: Host) -> dict[str, Any]:
+    return {
+        "apiVersion": "vmgitops.io/v1alpha1",
+        "kind": "VirtualMachineTarget",
+        "metadata": {"name": h.name, "labels": {"app": "bench"}},
+        "spec": {
+            "address": h.address,
+            "port": h.port,
+            "user": h.user,
+            "credentials": {"secretRef": {"name": "fleet-ssh"}},
+            "hostKey": {"publicKeys": [h.host_key]},
+        },
+    }
 
 
 class OperatorBench:
@@ -106,18 +134,23 @@ class OperatorBench:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def start(self, extra_env: dict[str, str] | None = None) -> None:
+    def start(self, extra_env: dict[str, str] | None = None, metrics_port: int = -1) -> None:
         self.kube.create("/api/v1/namespaces", {"metadata": {"name": self.ns}})
         env = {
-            **os.environ,
-            "KUBECONFIG": str(self.dev / "kubeconfig"),
+            **bench_env(self.dev),
             "VMGITOPS_PROBE_INTERVAL": "3600",
             **(extra_env or {}),
         }
         argv = [
             str(ROOT / ".venv/bin/vmgitops"), "run", "--namespace", self.ns,
-            "--metrics-port", "-1",
+            "--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1",
         ]  # fmt: skip
+        profile = os.environ.get("BENCH_OPERATOR_PROFILE")
+        if profile:  # for finding hot spots: cProfile's output, written when it stops
+            argv = [
+                str(ROOT / ".venv/bin/python"), "-m", "cProfile", "-o", profile,
+                "-m", "vmgitops.cli.main", *argv[1:],
+            ]  # fmt: skip
         if measure.HAVE_CGROUPS:
             self.cgroup = measure.Cgroup(f"operator-{self.ns}")
             argv = self.cgroup.wrap(argv)
@@ -141,8 +174,7 @@ class OperatorBench:
     def cleanup(self, timeout: float = 60) -> None:
         """Deletes the app and targets while the operator still runs, then stops it."""
         self.kube.delete(app_path(self.ns, self.name))
-        for h in self.hosts:
-            self.kube.delete(target_path(self.ns, h.name))
+        self.kube.delete(target_path(self.ns))  # the whole collection, one request
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             left = self.kube.get(target_path(self.ns)).get("items", [])
@@ -175,7 +207,7 @@ class OperatorBench:
 
     # -- objects -------------------------------------------------------------------------
 
-    def create_targets(self, labels: dict[str, str] | None = None) -> None:
+    def create_targets(self, workers: int = 1) -> None:
         key = self.hosts[0].key_file.read_bytes()
         self.kube.create(
             f"/api/v1/namespaces/{self.ns}/secrets",
@@ -185,22 +217,15 @@ class OperatorBench:
                 "data": {"ssh-privatekey": base64.b64encode(key).decode()},
             },
         )
-        for h in self.hosts:
-            self.kube.create(
-                target_path(self.ns),
-                {
-                    "apiVersion": "vmgitops.io/v1alpha1",
-                    "kind": "VirtualMachineTarget",
-                    "metadata": {"name": h.name, "labels": labels or {"app": "bench"}},
-                    "spec": {
-                        "address": h.address,
-                        "port": h.port,
-                        "user": h.user,
-                        "credentials": {"secretRef": {"name": "fleet-ssh"}},
-                        "hostKey": {"publicKeys": [h.host_key]},
-                    },
-                },
-            )
+        local = threading.local()
+
+        def create(h: Host) -> None:
+            if not hasattr(local, "kube"):
+                local.kube = Kube(self.dev / "kubeconfig")
+            local.kube.create(target_path(self.ns), target_body(h))
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+            list(ex.map(create, self.hosts))
 
     def wait_targets_probed(self, timeout: float = 300) -> None:
         def probed() -> bool:
@@ -231,11 +256,20 @@ class OperatorBench:
         obj: dict[str, Any] = self.kube.get(app_path(self.ns, self.name))
         return obj
 
-    def _done(self, revision: str) -> dict[str, Any] | None:
+    def _done(self, revision: str, op_since: float | None = None) -> dict[str, Any] | None:
+        """The app as the operator left it, once the work asked of it is over.
+
+        `op_since`: an operation must have started at or after this time (epoch) and
+        succeeded; the refresh annotation alone is removed before a rollout starts.
+        """
         a = self.app()
         s = a.get("status") or {}
         anns = (a.get("metadata") or {}).get("annotations") or {}
         op = s.get("operation") or {}
+        if op_since is not None:
+            started = _epoch(op.get("startedAt"))
+            if started is None or started < math.floor(op_since):
+                return None
         ok = (
             REFRESH not in anns
             and (s.get("sync") or {}).get("status") == "Synced"
@@ -252,18 +286,24 @@ class OperatorBench:
     # -- scenarios -----------------------------------------------------------------------
 
     def s1_initial(self, revision: str, timeout: float) -> Window:
-        cpu0, began = self.cpu(), time.monotonic()
+        cpu0, began, since = self.cpu(), time.monotonic(), time.time()
         self.kube.create(app_path(self.ns), self.app_body("100%"))
-        poll(lambda: self._done(revision), timeout=timeout, what="initial sync")
+        poll(lambda: self._done(revision, since), timeout=timeout, what="initial sync")
         return self._window(began, cpu0)
 
-    def refresh(self, revision: str, timeout: float) -> Window:
-        """Sets the refresh annotation; returns when the reconcile it started is over."""
-        cpu0, began = self.cpu(), time.monotonic()
+    def refresh(self, revision: str, timeout: float, operation: bool = False) -> Window:
+        """Sets the refresh annotation; returns when the reconcile it started is over
+        (with `operation`: when the operation it started has succeeded)."""
+        cpu0, began, since = self.cpu(), time.monotonic(), time.time()
         self.kube.merge_patch(
             app_path(self.ns, self.name), {"metadata": {"annotations": {REFRESH: "bench"}}}
         )
-        poll(lambda: self._done(revision), timeout=timeout, interval=0.05, what="refresh done")
+        poll(
+            lambda: self._done(revision, since if operation else None),
+            timeout=timeout,
+            interval=0.05,
+            what="refresh done",
+        )
         return self._window(began, cpu0)
 
     def set_batches(self, max_unavailable: str, revision: str, timeout: float = 120) -> None:

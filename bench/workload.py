@@ -89,14 +89,18 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str)
 
 
-def vmapp_manifest(version: str) -> str:
-    """vmapp.yaml: the workload as a vmgitops app folder declares it."""
+def vmapp_manifest(version: str, per_host: bool = True) -> str:
+    """vmapp.yaml: the workload as a vmgitops app folder declares it.
+
+    Without `per_host`, every host gets the same bytes (the scale run's simulated hosts
+    replay one real VM's answers, so they must all want the same thing).
+    """
     doc = {
         "directories": [{"path": CONF_DIR, "mode": "0755"}],
         "files": [
             {
                 "path": CONF,
-                "content": template("{{ target.name }}", version),
+                "content": template("{{ target.name }}" if per_host else "any", version),
                 "template": True,
                 "mode": "0644",
             }
@@ -115,9 +119,9 @@ def vmapp_manifest(version: str) -> str:
     return str(yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, width=1000))
 
 
-def write_vmapp(folder: Path, version: str) -> Path:
+def write_vmapp(folder: Path, version: str, per_host: bool = True) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vmapp.yaml").write_text(vmapp_manifest(version))
+    (folder / "vmapp.yaml").write_text(vmapp_manifest(version, per_host))
     return folder
 
 
