@@ -178,6 +178,8 @@ def port_holder(address: str, port: int) -> str:
     """Who holds `port` on the VMs' shared network ("" when it is free); VMs share the
     host's network, so a process on 0.0.0.0 there keeps every VM's service from binding."""
     with socket.socket() as sock:
+        # As a server binds (SO_REUSEADDR): connections left in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
         except OSError:
@@ -260,14 +262,22 @@ def test_shop_staging_and_prod_synced_and_healthy(
     vm1, _, vm3, _ = hello_fleet
     assert hello_answer(vm1).startswith(f"hello from staging from {vm1.name} at ")
     assert hello_answer(vm3).startswith(f"hello from prod from {vm3.name} at ")
-    # The README's `vmgitops render apps/web` works on the example as it is.
+    # The README's `vmgitops render` line works on the example as it is.
     out = subprocess.run(
-        [str(ROOT / ".venv/bin/vmgitops"), "render", str(EXAMPLES / "shop/apps/web")],
+        [
+            str(ROOT / ".venv/bin/vmgitops"),
+            "render",
+            "apps/web",
+            "--param",
+            "greeting=hello from staging",
+        ],
+        cwd=EXAMPLES / "shop",
         capture_output=True,
         text=True,
         check=False,
     )
     assert out.returncode == 0, out.stderr
+    assert "greeting=hello from staging" in out.stdout
 
 
 # -- argocd: the app of apps, synced the way Argo CD does it ----------------------------------
