@@ -8,6 +8,7 @@ loader, so `include` and `import` cannot read files; `range`, `*` and `**` are c
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,11 +62,25 @@ def _environment() -> SandboxedEnvironment:
 
 _ENV = _environment()
 
+#: Templates up to this size are compiled once and reused: the operator renders every
+#: target's files on every drift check, and compiling a 4 KiB template costs about 1 ms
+#: (most of a render), while rendering a compiled one costs about 0.05 ms.
+CACHED_TEMPLATE_BYTES = 64 * 1024
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(text: str) -> jinja2.Template:
+    return _ENV.from_string(text)
+
+
+def _template(text: str) -> jinja2.Template:
+    return _compiled(text) if len(text) <= CACHED_TEMPLATE_BYTES else _ENV.from_string(text)
+
 
 def render_text(text: str, context: Mapping[str, Any], what: str) -> str:
     """Render one template; errors say where (line) and why, never the template's text."""
     try:
-        return _ENV.from_string(text).render(**context)
+        return _template(text).render(**context)
     except jinja2.TemplateSyntaxError as exc:
         raise ManifestError(
             TEMPLATE_ERROR, f"{what}: template line {exc.lineno}: {exc.message}"
