@@ -68,6 +68,9 @@ STALE_GENERATION = "StaleGeneration"
 #: applied and verified, and the process dies before its caller writes any status.
 #: The chaos tests SIGKILL a real operator this way; nothing else sets it.
 CRASH_ENV = "VMGITOPS_CRASH_AT"
+#: The same, read from this file at every sync (absent or empty: no crash), so that a
+#: test can arm a running operator without restarting it.
+CRASH_FILE_ENV = "VMGITOPS_CRASH_FILE"
 SYNCED = "synced"
 OBSERVE_FAILED = "ObserveFailed"
 _MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
@@ -277,6 +280,13 @@ async def sync_target(
 def crash_point_from_env(target: str) -> str | None:
     """The crash hook of $VMGITOPS_CRASH_AT for a sync of `target` (see CRASH_ENV)."""
     raw = os.environ.get(CRASH_ENV, "").strip()
+    path = os.environ.get(CRASH_FILE_ENV)
+    if not raw and path:
+        try:
+            with open(path) as f:
+                raw = f.read().strip()
+        except OSError:
+            raw = ""
     point, at, only = raw.rpartition("@")
     if not at or "/" in only:
         point, only = raw, ""
