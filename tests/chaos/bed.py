@@ -192,8 +192,14 @@ def get_all(kind: str, namespace: str, **kw: Any) -> list[dict[str, Any]]:
     return items
 
 
-def create_namespace(kubeconfig: Path = KUBECONFIG) -> str:
-    name = f"{NAMESPACE_PREFIX}{uuid.uuid4().hex[:8]}"
+#: Namespaces of the shared operator (c<session>-s-*) and of tests that run their own
+#: (c<session>-d-*): never both watching one namespace.
+SHARED = "s-"
+DEDICATED = "d-"
+
+
+def create_namespace(kubeconfig: Path = KUBECONFIG, kind: str = DEDICATED) -> str:
+    name = f"{NAMESPACE_PREFIX}{kind}{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", name, kubeconfig=kubeconfig)
     return name
 
@@ -370,12 +376,20 @@ class Operator:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
 
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def mark(self) -> int:
+        """Where the log ends now: `log(since=mark)` is what came after."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def tracebacks(self) -> list[str]:
+    def log(self, since: int = 0) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")
+
+    def tracebacks(self, since: int = 0) -> list[str]:
         """Every traceback in the log, with the 25 lines that follow it."""
-        lines = self.log().splitlines()
+        lines = self.log(since).splitlines()
         out = []
         for i, line in enumerate(lines):
             if TRACEBACK.match(line):

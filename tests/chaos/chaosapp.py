@@ -46,14 +46,15 @@ release:
   keep: 2
 commands:
   - name: stamp
-    run: ["/opt/{app}/current/bin/stamp", "/var/lib/{app}/stamps.log", "v{version}"]
+    run: ["/opt/{app}/current/bin/stamp", "/var/lib/{app}/stamps.log", "v{version}", "{slow}"]
     onChange: [/etc/{app}/{app}.conf]
+    idempotent: {idempotent}
 healthChecks:
   - {{name: unit, command: ["systemctl", "is-active", "{app}.service"]}}
 """
 
 RUN = "#!/bin/sh\nexec sleep infinity\n"
-STAMP = '#!/bin/sh\nprintf \'%s\\n\' "$2" >> "$1"\n'
+STAMP = '#!/bin/sh\nsleep "${3:-0}"\nprintf \'%s\\n\' "$2" >> "$1"\n'
 
 
 def sha(text: str) -> str:
@@ -79,11 +80,21 @@ class ChaosApp:
     def url(self) -> str:
         return self.repo.url
 
-    def commit(self, version: int, variant: str) -> Revision:
+    def commit(
+        self, version: int, variant: str, *, slow: float = 0, idempotent: bool = False
+    ) -> Revision:
+        """A new revision; `slow` makes the stamp command take that long (a window for
+        faults mid-apply), `idempotent` lets an interrupted stamp run again by itself."""
         d = self.repo.folder
         (d / "dist" / "bin").mkdir(parents=True, exist_ok=True)
         (d / "vmapp.yaml").write_text(
-            MANIFEST.format(app=self.name, version=version, variant=variant)
+            MANIFEST.format(
+                app=self.name,
+                version=version,
+                variant=variant,
+                slow=slow,
+                idempotent=str(idempotent).lower(),
+            )
         )
         (d / "dist" / "VERSION").write_text(f"{version}\n")
         for name, text in (("run", RUN), ("stamp", STAMP)):
@@ -162,6 +173,11 @@ class ChaosApp:
             f'printf "pending %s\\n" "$(ls /var/lib/vmgitops/*_{a}/markers/ 2>/dev/null '
             f'| grep ^pending | tr "\\n" ,)"'
         )
+
+    def revision_on(self, vm: VM) -> str:
+        """The revision line of the VM's config ("" when absent or unreadable)."""
+        out = bed.vm_sh(vm, f"grep '^revision=' /etc/{self.name}/{self.name}.conf", check=False)
+        return out.stdout.decode().strip().removeprefix("revision=")
 
     def snapshot(self, vm: VM) -> dict[str, str]:
         out = bed.vm_out(vm, self.snapshot_script())

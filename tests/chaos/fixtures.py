@@ -23,7 +23,30 @@ def chaos_vms(fleet: list[VM]) -> list[VM]:
 
 @pytest.fixture
 def chaos_namespace(crds: None) -> Iterator[str]:
-    """A namespace no session operator watches (only the test's own operator acts)."""
-    name = bed.create_namespace()
+    """A namespace only the test's own operator watches (c<session>-d-*)."""
+    name = bed.create_namespace(kind=bed.DEDICATED)
+    yield name
+    bed.clean_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def shared_operator(crds: None) -> Iterator[bed.Operator]:
+    """One `vmgitops run --verbose` (asyncssh at DEBUG too) for every test that never
+    kills its operator: it watches c<session>-s-*, the shared namespaces. Tests look at
+    their own slice of its log (`op.mark()`, `op.log(since=...)`)."""
+    op = bed.Operator(
+        [f"{bed.NAMESPACE_PREFIX}{bed.SHARED}*"], label="shared", env={"VMGITOPS_DEBUG_SSH": "1"}
+    )
+    op.start()
+    op.wait_ready()
+    yield op
+    op.stop()
+    print(f"\nshared operator log: {op.log_path}")
+
+
+@pytest.fixture
+def shared_namespace(shared_operator: bed.Operator) -> Iterator[str]:
+    """A namespace the shared operator watches (c<session>-s-*)."""
+    name = bed.create_namespace(kind=bed.SHARED)
     yield name
     bed.clean_namespace(name)

@@ -62,7 +62,7 @@ def app(tmp_path: Path, chaos_vms: list[VM]) -> Iterator[ChaosApp]:
 
 
 def test_chaos_crash_at_any_point_during_a_rollout(
-    chaos_namespace: str, chaos_vms: list[VM], app: ChaosApp
+    chaos_namespace: str, chaos_vms: list[VM], app: ChaosApp, tmp_path: Path
 ) -> None:
     ns = chaos_namespace
     # make test: 10 VMs in 2 batches; make chaos: all 20 in 4 batches.
@@ -72,7 +72,9 @@ def test_chaos_crash_at_any_point_during_a_rollout(
     schedule = QUICK if not bed.FULL else [POINTS[i % len(POINTS)][0] for i in range(trials)]
     label = {"chaos": ns}
     bed.apply([bed.ssh_secret(ns, vms[0]), *(bed.target(ns, vm, label) for vm in vms)])
-    op = bed.Operator([ns], label="chaos-crash")
+    # The hook is armed through a file, so one operator start per trial suffices.
+    crash_file = tmp_path / "crash-at"
+    op = bed.Operator([ns], label="chaos-crash", env={"VMGITOPS_CRASH_FILE": str(crash_file)})
     try:
         rev = app.commit(0, "b")
         bed.apply(
@@ -89,11 +91,10 @@ def test_chaos_crash_at_any_point_during_a_rollout(
         wait_converged(ns, app, rev, vms, op)
         results: list[dict[str, object]] = []
         for i, point in enumerate(schedule):
-            old = rev
-            rev = app.commit(i + 1, "a" if i % 2 == 0 else "b")
             # Spread the victims over the batches (5 VMs each).
             victim = vms[(i * 7 + 2) % len(vms)]
-            results.append(trial(ns, app, vms, op, old, rev, point, victim, rng))
+            rev, row = trial(ns, app, vms, op, rev, i + 1, point, victim, rng, crash_file)
+            results.append(row)
         report(results, len(vms))
     finally:
         op.stop()
@@ -106,15 +107,19 @@ def trial(
     vms: list[VM],
     op: bed.Operator,
     old: Revision,
-    new: Revision,
+    version: int,
     point: str,
     victim: VM,
     rng: random.Random,
-) -> dict[str, object]:
+    crash_file: Path,
+) -> tuple[Revision, dict[str, object]]:
     started = time.monotonic()
-    op.kill()
+    assert op.alive()
+    if point != "sigkill":
+        crash_file.write_text(point.replace("ID", app.name) + f"@{victim.name}")
+    new = app.commit(version, "a" if version % 2 else "b")
+    bed.kubectl("-n", ns, "annotate", "--overwrite", "vmapp", app.name, "vmgitops.io/refresh=now")
     if point == "sigkill":
-        op.start()
         # Wait for the rollout to be under way (a VM at the new revision), then kill.
         bed.eventually(
             lambda: any(app.classify(vm, app.snapshot(vm), old, new) != "old" for vm in vms[:10]),
@@ -126,9 +131,8 @@ def trial(
         op.kill()
         code: int | None = -9
     else:
-        crash_at = point.replace("ID", app.name) + f"@{victim.name}"
-        op.start(crash_at=crash_at)
         code = op.wait_exit(timeout=180)
+        crash_file.write_text("")
     assert code is not None, f"{point}: the operator never reached the crash point"
     assert code in (137, -9), f"{point}: the operator exited {code}:\n{op.log()[-3000:]}"
     crashed_at = time.monotonic() - started
@@ -167,7 +171,7 @@ def trial(
         f"twice={row['twice']} human={sorted(human)} converged={row['converged']} "
         f"in {row['seconds']}s"
     )
-    return row
+    return new, row
 
 
 def wait_converged(

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from chaos.fixtures import chaos_namespace, chaos_vms, terminal_summary
+from chaos.fixtures import (
+    chaos_namespace,
+    chaos_vms,
+    shared_namespace,
+    shared_operator,
+    terminal_summary,
+)
 
-__all__ = ["chaos_namespace", "chaos_vms"]
+__all__ = ["chaos_namespace", "chaos_vms", "shared_namespace", "shared_operator"]
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

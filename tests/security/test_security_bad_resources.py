@@ -116,9 +116,13 @@ def reported(kind: str, obj: dict[str, Any]) -> str | None:
 
 
 def test_malformed_custom_resources(
-    chaos_namespace: str, chaos_vms: list[VM], tmp_path: Path
+    shared_namespace: str,
+    shared_operator: bed.Operator,
+    chaos_vms: list[VM],
+    tmp_path: Path,
 ) -> None:
-    ns = chaos_namespace
+    ns, op = shared_namespace, shared_operator
+    mark = op.mark()
     repo = AppRepo(tmp_path)
     (repo.work / "vmapp.yaml").write_text(
         f"files:\n  - {{path: /etc/vmgt-bad-{repo.id}/x.conf, content: ok}}\n"
@@ -127,7 +131,6 @@ def test_malformed_custom_resources(
     good_vm = chaos_vms[-5]
     api = client.CustomObjectsApi(config.new_client_from_config(str(KUBECONFIG)))
     per_kind = bed.scale(100, 350)
-    op = bed.Operator([ns], label="bad-input", env={"VMGITOPS_PROBE_INTERVAL": "20"})
     created: dict[str, tuple[str, dict[str, Any]]] = {}
     refusals: Counter[str] = Counter()
     odd: list[str] = []
@@ -142,7 +145,6 @@ def test_malformed_custom_resources(
                 },
             ]
         )
-        op.start()
         assert wait_good(ns, "Connected")
         for kind, (plural, _) in KINDS.items():
             for i, spec in enumerate(generate(kind, per_kind)):
@@ -168,7 +170,7 @@ def test_malformed_custom_resources(
         deadline = time.monotonic() + 180
         reasons: dict[str, str] = {}
         while time.monotonic() < deadline and len(reasons) < len(created):
-            assert op.alive(), f"the operator exited:\n{op.log()[-4000:]}"
+            assert op.alive(), f"the operator exited:\n{op.log(mark)[-4000:]}"
             for kind, (plural, _) in KINDS.items():
                 items = api.list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]
                 for obj in items:
@@ -188,10 +190,9 @@ def test_malformed_custom_resources(
             "-n", ns, "patch", "vmt", "good", "--type=merge", "-p", '{"spec":{"paused":false}}'
         )
         resumed = wait_good(ns, "Connected")
-        tracebacks = op.tracebacks()
+        tracebacks = op.tracebacks(mark)
         alive = op.alive()
     finally:
-        op.stop()
         print(f"\noperator log: {op.log_path}")
         bed.vm_sh(good_vm, f"rm -rf /etc/vmgt-bad-{repo.id} /var/lib/vmgitops/{ns}_*", check=False)
         repo.remove()

@@ -94,12 +94,14 @@ def git_server(tmp_path: Path) -> Iterator[tuple[SmartHTTPServer, Workdir, str]]
 
 
 def test_secret_canaries_never_leak(
-    chaos_namespace: str,
+    shared_namespace: str,
+    shared_operator: bed.Operator,
     chaos_vms: list[VM],
     tmp_path: Path,
     git_server: tuple[SmartHTTPServer, Workdir, str],
 ) -> None:
-    ns = chaos_namespace
+    ns, op = shared_namespace, shared_operator
+    mark = op.mark()
     key_vm, sudo_vm = chaos_vms[-2], chaos_vms[-1]
     server, work, token = git_server
     key, pub = keypair(tmp_path, "canary")
@@ -179,9 +181,7 @@ def test_secret_canaries_never_leak(
         basic("git-wrong", wrong_token),
     ):
         create(s)
-    op = bed.Operator([ns], label="secrets", env={"VMGITOPS_DEBUG_SSH": "1"})
     try:
-        op.start()
         sudo = {"method": "sudo", "user": "root"}
         target("t-key", key_vm, "ssh-canary", {"sel": "good"})
         target(
@@ -248,7 +248,7 @@ def test_secret_canaries_never_leak(
 
         time.sleep(8)
         haystacks = {
-            "operator log (DEBUG, asyncssh DEBUG)": op.log(),
+            "operator log (DEBUG, asyncssh DEBUG)": op.log(since=mark),
             "metrics": op.metrics(),
             "Events": bed.kubectl("-n", ns, "get", "events", "-o", "json").stdout,
         }
@@ -294,9 +294,8 @@ def test_secret_canaries_never_leak(
             AREA, "secrets found in logs, Events, status, annotations, metrics", len(leaks)
         )
         assert not leaks, leaks
-        assert not op.tracebacks(), op.tracebacks()[0]
+        assert not op.tracebacks(mark), op.tracebacks(mark)[0]
     finally:
-        op.stop()
         bed.vm_sh(
             key_vm,
             "grep -v canary /root/.ssh/authorized_keys > /tmp/ak; "
@@ -305,4 +304,3 @@ def test_secret_canaries_never_leak(
         )
         bed.vm_sh(sudo_vm, f"rm -rf /etc/{app}", check=False)
         bed.vm_sh(key_vm, f"rm -rf /etc/{app}", check=False)
-        print(f"\noperator log: {op.log_path}")

@@ -83,8 +83,10 @@ def debug_sshd(chaos_vms: list[VM]) -> Iterator[list[VM]]:
         bed.vm_sh(vm, f"rm -f {DEBUG_DROPIN}; systemctl restart ssh", check=False)
 
 
-def test_ssh_security(chaos_namespace: str, debug_sshd: list[VM], tmp_path: Path) -> None:
-    ns = chaos_namespace
+def test_ssh_security(
+    shared_namespace: str, shared_operator: bed.Operator, debug_sshd: list[VM], tmp_path: Path
+) -> None:
+    ns, op = shared_namespace, shared_operator
     mismatch_vm, sudo_vm, plain_vm = debug_sshd
     password = f"pw-{secrets.token_hex(12)}"
     run = secrets.token_hex(4)
@@ -98,7 +100,6 @@ def test_ssh_security(chaos_namespace: str, debug_sshd: list[VM], tmp_path: Path
         sudo_vm,
         f"nohup sh -c '{SAMPLER.format(stop=stop, out=dump)}' </dev/null >/dev/null 2>&1 &",
     )
-    op = bed.Operator([ns], label="ssh")
     objs: list[dict[str, Any]] = [
         bed.ssh_secret(ns, plain_vm),
         {
@@ -133,7 +134,6 @@ def test_ssh_security(chaos_namespace: str, debug_sshd: list[VM], tmp_path: Path
     objs[4]["spec"]["hostKey"]["publicKeys"] = [plain_vm.host_public_key]
     try:
         bed.apply(objs)
-        op.start()
 
         def state() -> tuple[str, str] | None:
             mm = bed.get("vmt", ns, mismatch_vm.name)
@@ -154,7 +154,7 @@ def test_ssh_security(chaos_namespace: str, debug_sshd: list[VM], tmp_path: Path
         bed.eventually(state, timeout=180, what="HostKeyMismatch and the app synced on two VMs")
         time.sleep(6)  # one more probe cycle of every target
     finally:
-        op.stop()
+        bed.clean_namespace(ns)  # the operator stops probing these VMs
         bed.vm_sh(sudo_vm, f"touch {stop}")
         time.sleep(0.5)
         samples = bed.vm_out(sudo_vm, f"cat {dump}; rm -f {dump} {stop}", check=False)
