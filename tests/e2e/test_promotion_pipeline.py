@@ -144,7 +144,8 @@ def test_manual_rollback_holds_the_stage_until_cleared(
     wait_app(namespace, staging, v2)
     wait_app(namespace, prod, v2, timeout=300)  # the pipeline promoted it
     first = owned(namespace, "web")
-    assert len(first) == 1 and first[0]["status"]["phase"] == "Succeeded"
+    assert len(first) == 1
+    assert wait_phase(namespace, first[0]["metadata"]["name"], timeout=60)["phase"] == "Succeeded"
 
     # Someone rolls prod back by hand.
     patch(namespace, "vmapp", prod, {"spec": {"source": {"targetRevision": v1}}})
