@@ -300,6 +300,13 @@ def event_reasons(namespace: str, name: str) -> list[str]:
     return [str(e.get("reason")) for e in events(namespace, name)]
 
 
+def entry_of(namespace: str, vm: VM, app: str) -> dict[str, Any] | None:
+    """The application's entry in the target's status.applications, or None."""
+    vmt = get(namespace, "vmt", vm.name)
+    entries: list[dict[str, Any]] = (vmt.get("status") or {}).get("applications") or []
+    return next((a for a in entries if a["name"] == app), None)
+
+
 def vm_file(vm: VM, path: str) -> str:
     return vm.ssh(f"cat {path}").stdout.decode()
 

@@ -15,6 +15,8 @@ from apprepo import (
     app_status,
     application,
     apply,
+    entry_of,
+    get,
     setup_targets,
     vm_file,
     wait_synced_healthy,
@@ -60,6 +62,12 @@ def test_initial_sync_then_commit_rolls_out_in_batches(
     vmt = json.loads(kubectl("-n", namespace, "get", "vmt", vms[0].name, "-o", "json"))
     entry = next(a for a in vmt["status"]["applications"] if a["name"] == repo.app)
     assert (entry["sync"], entry["health"], entry["revision"]) == ("Synced", "Healthy", first)
+    # Steady state: ticks every refreshInterval (5s) observe the VMs and write nothing.
+    rv = get(namespace, "vmapp", repo.app)["metadata"]["resourceVersion"]
+    entries = {vm.name: entry_of(namespace, vm, repo.app) for vm in vms}
+    time.sleep(12)
+    assert get(namespace, "vmapp", repo.app)["metadata"]["resourceVersion"] == rv
+    assert {vm.name: entry_of(namespace, vm, repo.app) for vm in vms} == entries
 
     for vm in vms:
         vm.ssh(f"rm -f /var/lib/{repo.app}/stamps.log")

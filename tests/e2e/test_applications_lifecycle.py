@@ -19,6 +19,7 @@ from apprepo import (
     app_status,
     application,
     apply,
+    entry_of,
     event_reasons,
     events,
     exists,
@@ -76,14 +77,6 @@ def annotate(namespace: str, name: str, key: str) -> None:
 def annotations(namespace: str, name: str) -> dict[str, str]:
     found: dict[str, str] = get(namespace, "vmapp", name)["metadata"].get("annotations") or {}
     return found
-
-
-def entry_of(namespace: str, vm: VM, app: str) -> dict[str, object] | None:
-    vmt = get(namespace, "vmt", vm.name)
-    return next(
-        (a for a in (vmt.get("status") or {}).get("applications") or [] if a["name"] == app),
-        None,
-    )
 
 
 def test_prune_removes_what_left_git_only_when_enabled(

@@ -209,7 +209,9 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float)
         await asyncio.gather(*waiters, return_exceptions=True)
 
 
-@kopf.daemon(*APPS, cancellation_timeout=60)
+# On deletion or exit the daemon is first asked to stop (a rollout stops between batches
+# and stays Running, to be resumed), and cancelled only after cancellation_backoff.
+@kopf.daemon(*APPS, cancellation_backoff=30, cancellation_timeout=60)
 async def application_daemon(
     *, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any
 ) -> None:
@@ -280,13 +282,15 @@ async def application_daemon(
     )
     reconciler.live_body = lambda: body
     _reconcilers[key] = reconciler
+    deleted = False
     try:
         while not stopped:
             wake.clear()
             try:
                 delay = await reconciler.tick(body)
             except NotFound:
-                return  # deleted while we worked
+                deleted = True  # deleted while we worked
+                return
             except Exception:
                 log.exception("%s: reconcile failed; retrying in 10s", key)
                 delay = 10.0
@@ -296,5 +300,6 @@ async def application_daemon(
         _wake.pop(key, None)
         _reconcilers.pop(key, None)
         reason = stopped.reason
-        if reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
-            await _forget_application(namespace, name, by_ns)
+        if deleted or (reason is not None and reason & kopf.DaemonStoppingReason.RESOURCE_DELETED):
+            # Shielded: kopf may cancel this task meanwhile; the cleanup still completes.
+            await asyncio.shield(_forget_application(namespace, name, by_ns))

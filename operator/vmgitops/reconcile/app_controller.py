@@ -317,6 +317,9 @@ class AppReconciler:
             spec_changed=self.mem.op_generation != generation,
             now=now,
         )
+        if ctx is not None and not decision.runs and not any(v.needs_apply for v in views.values()):
+            # Nothing differs under this spec: a later drift is not "the spec changed".
+            self.mem.op_generation = generation
         handled = [a for a in (meta.ANNOTATION_REFRESH, meta.ANNOTATION_SYNC) if a in annotations]
 
         async def answered() -> None:

@@ -54,9 +54,12 @@ class OperationHooks:
         self.first_saved = first_saved
 
     async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
+        left: set[str] = set()
+
         async def one(name: str) -> TargetOutcome:
             target = self.targets.get(name)
             if target is None or not self.still_selected(name):
+                left.add(name)  # relabelled (or deleted) since the tick began: not ours
                 return TargetOutcome(name, False, "no longer selected", skipped=True)
             out = await self.driver.sync(target, self.ctx)
             self.views[name] = out.view
@@ -67,7 +70,7 @@ class OperationHooks:
         entries: dict[str, Mapping[str, Any] | None] = {}
         for o in outcomes:
             view = self.views.get(o.name)
-            if view is None or (o.skipped and o.message == "no longer selected"):
+            if view is None or o.name in left:
                 continue
             synced = not o.skipped
             entries[o.name] = view.to_target_status(

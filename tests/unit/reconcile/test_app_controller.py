@@ -64,6 +64,9 @@ class FakeFleet:
             for n in sorted(self.vms)
         ]
 
+    def labels_of(self, name: str) -> Mapping[str, str] | None:
+        return self.labels.get(name, {"env": "test"}) if name in self.vms else None
+
     def view(self, name: str, ctx: AppContext) -> TargetView:
         vm = self.vms[name]
         if not vm.reachable:
@@ -153,6 +156,7 @@ class World:
                 write_status=self.write_status,
                 write_targets=self.write_targets,
                 lists_app=lambda n: n in self.entries,
+                target_labels=self.fleet.labels_of,
                 remove_annotations=self.remove_annotations,
                 event=lambda t, r, m: self.events.append((t, r, m)),
             ),
@@ -352,3 +356,47 @@ async def test_a_failed_operation_is_looked_at_again_when_its_retry_is_due(
     delay = await w.reconciler().tick(w.body)
     assert w.status["operation"]["phase"] == "Failed"
     assert 5 <= delay <= 7
+
+
+async def test_status_writes_at_scale_are_batched_and_steady_state_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    names = [f"vm{i:04d}" for i in range(2000)]
+    w = World(tmp_path, fleet(OLD, *names))
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": "25%"}})
+    handed: list[int] = []
+    inner = w.write_targets
+
+    async def counting(changes: Mapping[str, Mapping[str, Any] | None]) -> None:
+        handed.append(len(changes))
+        await inner(changes)
+
+    w.write_targets = counting  # type: ignore[method-assign]
+    r = w.reconciler()
+    await r.tick(w.body)
+    assert w.status["operation"]["batches"] == {"current": 4, "total": 4}
+    # One hand-over per batch (and one for the observation), not one per target.
+    assert len(handed) <= 6 and sum(handed) >= 2000
+    # The VMApplication: one write per batch boundary and the report, whatever the fleet.
+    assert len(w.status_patches) <= 8
+    assert len(str(w.status)) < 4096, "no per-target detail on the VMApplication"
+    handed.clear()
+    before = len(w.status_patches)
+    await r.tick(w.body)
+    assert handed == [] and len(w.status_patches) == before
+
+
+async def test_a_spec_change_with_nothing_to_sync_does_not_heal_later_drift(
+    tmp_path: Path,
+) -> None:
+    vms = fleet(REV, "vm1")
+    w = World(tmp_path, vms)
+    w.spec(automated={})
+    r = w.reconciler()
+    await r.tick(w.body)
+    w.spec(generation=2, automated={}, strategy={"type": "AllAtOnce"})
+    await r.tick(w.body)
+    vms["vm1"].drifted = True
+    await r.tick(w.body)
+    assert w.fleet.synced == [], "drift is healed only with selfHeal"
+    assert "DriftDetected" in w.reasons()
