@@ -37,7 +37,7 @@ bench: setup
 	@bash bench/run.sh
 
 chaos: setup
-	@VMGITOPS_CHAOS=full bash hack/test.sh tests/e2e -k chaos
+	@VMGITOPS_CHAOS=full bash hack/test.sh tests/chaos tests/security tests/unit/security
 
 clean: down
 	rm -rf .dev
