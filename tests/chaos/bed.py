@@ -2,9 +2,10 @@
 
 Nothing here touches what other tests use:
 
-* **VMs** `vm41..vm60` (CHAOS_VMS sets how many) are booted with `hack/fleet/fleet.py`'s
-  own functions, which leaves `.dev/fleet.json`, and so vm1..vm8, alone; they carry the
-  label `chaos=<id>` of one test, so no other application selects them.
+* **VMs** `vm61..vm80` (CHAOS_VMS sets how many) are booted with `hack/fleet/fleet.py`'s
+  own functions, which leaves `.dev/fleet.json`, and so vm1..vm8, alone (vm5, vm6, vm31..
+  vm38 and vm41 belong to other tests); they carry the label `chaos=<id>` of one test, so
+  no other application selects them.
 * **Namespaces** are named `c<session>-<hex>`: the session operator of `tests/conftest.py`
   watches `t<session>-*` only, so the operator started here is the only one that acts.
 * **The operator** is a real `vmgitops run -n NAMESPACE` process that the test may
@@ -41,7 +42,7 @@ FULL = os.environ.get("VMGITOPS_CHAOS", "") == "full"
 SESSION = uuid.uuid4().hex[:5]
 NAMESPACE_PREFIX = f"c{SESSION}-"
 LOGS = DEV / "logs"
-FIRST_VM = int(os.environ.get("CHAOS_FIRST_VM", "41"))
+FIRST_VM = int(os.environ.get("CHAOS_FIRST_VM", "61"))
 VM_COUNT = int(os.environ.get("CHAOS_VMS", "20"))
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 

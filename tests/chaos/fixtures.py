@@ -17,7 +17,7 @@ def terminal_summary(terminalreporter: Any) -> None:
 
 @pytest.fixture(scope="session")
 def chaos_vms(fleet: list[VM]) -> list[VM]:
-    """vm41..vm60 (CHAOS_VMS of them), booted once and left running like the others."""
+    """vm61..vm80 (CHAOS_VMS of them), booted once and left running like the others."""
     return bed.boot(bed.chaos_vm_names())
 
 

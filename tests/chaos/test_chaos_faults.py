@@ -106,7 +106,7 @@ def test_chaos_vm_and_sshd_killed_mid_apply(
         bed.apply(app.application(ns, label, strategy=strategy))
         wait_converged(ns, app, r0, vms, op)
         with RevisionSampler(app, vms) as sampler:
-            r1 = app.commit(1, "b", slow=3, idempotent=True)
+            r1 = app.commit(1, "b", slow=bed.scale(2, 3), idempotent=True)
             requested.add(r1.sha)
             marker = f"/var/lib/vmgitops/{ns}_{app.name}/markers/pending.stamp"
             for kind, vm in victims.items():
@@ -259,7 +259,7 @@ def test_chaos_git_down_errors_and_force_push(
             timings["down"] = time.monotonic() - t
             r1 = app.commit(1, "b", idempotent=True)  # pushed while the server is away
             requested.add(r1.sha)
-            time.sleep(refresh * 2)
+            time.sleep(refresh + 2)
             assert {app.revision_on(vm) for vm in vms} == {r0.sha}
             # 2. Back, and the waiting commit rolls out.
             server = FlakyGitServer(DEV / "git", user, token, port).__enter__()
