@@ -61,8 +61,13 @@ async def promotion_event(*, body: kopf.Body, **_: Any) -> None:
         ev.set()
 
 
-@kopf.daemon(*PROMOTIONS, cancellation_timeout=30, when=_unfinished)
+@kopf.daemon(*PROMOTIONS, cancellation_timeout=30)
 async def promotion_daemon(*, body: kopf.Body, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    # No `when` filter on the phase: kopf would cancel the daemon as soon as it saw the
+    # final phase, possibly before the Event of that phase is posted. The daemon ends by
+    # itself once the promotion is final (and at once for promotions finished earlier).
+    if not _unfinished(body.status):
+        return
     namespace, name = str(body.meta.namespace), str(body.meta.name)
     key = f"{namespace}/{name}"
     wake = _wake.setdefault(key, asyncio.Event())

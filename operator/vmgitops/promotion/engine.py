@@ -229,16 +229,19 @@ class PromotionEngine:
                     return decision.requeue
                 facts = replace(facts, revision=check)
         decision = policy.decide(facts)
-        status = await self._record(body, status, decision)
+        if decision.action is not Action.ROLLBACK:
+            # Recorded before the write: previousRevisions must be stored first.
+            status = await self._record(body, status, decision)
         if decision.action is Action.WRITE:
             facts = replace(facts, status=status)
             outcome = await self._write(spec, status, facts)
             decision = policy.after_write(replace(facts, now=self.deps.clock()), outcome)
-            status = await self._record(body, status, decision)
         if decision.action is Action.ROLLBACK:
+            # The final phase is written only once the previous revisions are back: a
+            # restart in between finds the promotion still verifying and rolls back again.
             outcome = await self._rollback(spec, status, decision, dests)
             decision = policy.after_rollback(decision, outcome, self.deps.clock())
-            status = await self._record(body, status, decision)
+        status = await self._record(body, status, decision)
         return decision.requeue
 
     async def _repo_creds(

@@ -218,16 +218,21 @@ def conflicting(
     mine: frozenset[tuple[str, str]],
     others: Sequence[PromotionRecord],
 ) -> list[PromotionRecord]:
-    """Older active Promotions that share a destination with this one. The older one
-    always wins, so of two Promotions created together exactly one fails."""
+    """Active Promotions that share a destination with this one and come first: one
+    that has left Pending (it owns the destination: it passed this same check), or an
+    older one still Pending (creation time, then name, since timestamps have second
+    precision). Each Promotion checks while Pending, so of two created together
+    exactly one goes on."""
 
-    def older(o: PromotionRecord) -> bool:
+    def first(o: PromotionRecord) -> bool:
+        if o.phase not in (None, PromotionPhase.PENDING):
+            return True
         if o.created is None or created is None:
             return o.name < me
         return (o.created, o.name) < (created, me)
 
     return sorted(
-        (o for o in others if o.name != me and o.active and o.destinations & mine and older(o)),
+        (o for o in others if o.name != me and o.active and o.destinations & mine and first(o)),
         key=lambda o: o.name,
     )
 

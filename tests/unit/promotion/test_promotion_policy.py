@@ -489,7 +489,7 @@ CONFLICT_CASES = [
     ),
     pytest.param(other("a", P.SUCCEEDED, ago(10)), False, id="finished-does-not-conflict"),
     pytest.param(
-        other("z", P.PROMOTING, NOW + (NOW - ago(10))), False, id="newer-does-not-conflict"
+        other("z", P.PENDING, NOW + (NOW - ago(10))), False, id="newer-pending-does-not-conflict"
     ),
     pytest.param(
         other("a", P.PROMOTING, ago(10), dest="other"),
@@ -498,6 +498,12 @@ CONFLICT_CASES = [
     ),
     pytest.param(other("a", P.PENDING, NOW), True, id="same-second-older-name-wins"),
     pytest.param(other("z", P.PENDING, NOW), False, id="same-second-newer-name-loses"),
+    pytest.param(
+        other("z", P.WAITING_FOR_APPROVAL, NOW + (NOW - ago(10))),
+        True,
+        id="one-past-pending-owns-the-destination-whatever-its-age",
+    ),
+    pytest.param(other("z", P.VERIFYING, NOW), True, id="same-second-but-already-writing-wins"),
 ]
 
 
