@@ -242,6 +242,8 @@ async def _reconcile(
                 targets=lambda ns, n: _one(target_bodies, (ns, n)),
             )
             seconds = time.monotonic() - started
+            if st.pool.closed:
+                return  # the operator is stopping: "the pool is closed" says nothing of the VM
             st.metrics.probe_finished(key, outcome.reason, seconds)
             log.debug("%s: probed in %.1f ms: %s", key, seconds * 1000, outcome.reason)
         else:

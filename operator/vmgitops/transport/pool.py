@@ -192,6 +192,11 @@ class ConnectionPool:
 
     # -- public -----------------------------------------------------------------------
 
+    @property
+    def closed(self) -> bool:
+        """True once `close()` was called (the operator is stopping)."""
+        return self._closed
+
     def runner(self, config: ConnectionConfig) -> SSHRunner:
         """A Runner for this target; it connects (or reuses) on each `run`."""
         return SSHRunner(self, config)
