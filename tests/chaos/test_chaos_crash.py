@@ -96,6 +96,16 @@ def test_chaos_crash_at_any_point_during_a_rollout(
             rev, row = trial(ns, app, vms, op, rev, i + 1, point, victim, rng, crash_file)
             results.append(row)
         report(results, len(vms))
+        # A graceful stop (SIGTERM) while probes are in flight must not flip any target.
+        time.sleep(2)
+        op.stop()
+        flipped = [
+            t["metadata"]["name"]
+            for t in bed.get_all("vmt", ns)
+            if "pool is closed" in str(t.get("status"))
+        ]
+        figures.count(AREA, "targets flipped to Reachable=False by a graceful stop", len(flipped))
+        assert not flipped, flipped
     finally:
         op.stop()
         print(f"\noperator log: {op.log_path}")
