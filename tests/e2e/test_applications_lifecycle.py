@@ -101,8 +101,12 @@ def test_prune_removes_what_left_git_only_when_enabled(
     status = wait_status(
         namespace,
         repo.app,
-        lambda s: operation(s).get("revision") == second and operation(s).get("phase") != "Running",
-        what="the v2 operation ends",
+        lambda s: (
+            operation(s).get("revision") == second
+            and operation(s).get("phase") != "Running"
+            and s.get("sync", {}).get("revision") == second  # reported after the operation
+        ),
+        what="the v2 operation ends and is reported",
     )
     # Prune off: everything else applied, the orphan kept and listed, and that is no failure.
     assert operation(status)["phase"] == "Succeeded", operation(status)
