@@ -7,8 +7,8 @@ for the same workload, in a scratch folder, run from their own virtualenv.
   tool compresses. Restart through a handler; S4 is `serial: 10%` with
   `max_fail_percentage: 0`, the verify task being the health gate.
 * pyinfra 3: its defaults (operations host by host in lockstep, parallel up to 20 per
-  core); restart with `_if=config.did_change`; S4 runs one `pyinfra --limit` per batch
-  and stops at the first batch that fails, since pyinfra has no batches of its own.
+  core); restart with `_if=config.did_change`; S4 runs one `pyinfra --limit ...` per
+  batch and stops at the first batch that fails, since pyinfra has no batches of its own.
 
 Both verify the config's sha256 and run the health command in one shell task.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -218,7 +219,7 @@ def _pyinfra_inventory(d: Path, hosts: Sequence[Host], version: str) -> Path:
 def pyinfra_commands(
     d: Path, hosts: Sequence[Host], version: str, batch_percent: float
 ) -> tuple[list[str], dict[str, str]]:
-    """One command line; for batches, a shell loop of `pyinfra --limit` per batch."""
+    """One command line; for batches, one `pyinfra --limit ...` per batch, chained by &&."""
     inventory = _pyinfra_inventory(d, hosts, version)
     exe = str(VENV / "bin/pyinfra")
     base = [exe, "-y", str(inventory), "deploy.py"]
@@ -226,8 +227,10 @@ def pyinfra_commands(
     if batch_percent <= 0:
         return base, env
     size = max(1, math.ceil(len(hosts) * batch_percent / 100))
-    groups = [",".join(h.name for h in hosts[i : i + size]) for i in range(0, len(hosts), size)]
-    script = (
-        'for limit in "$@"; do "$0" -y --limit "$limit" ' + f"{inventory} deploy.py || exit 1; done"
-    )
-    return ["sh", "-c", script, exe, *groups], env
+    runs = []
+    for i in range(0, len(hosts), size):
+        # One --limit per host: a comma-separated list matches no host, and pyinfra
+        # then does nothing and exits 0.
+        limits = [arg for h in hosts[i : i + size] for arg in ("--limit", h.name)]
+        runs.append(shlex.join([exe, "-y", *limits, str(inventory), "deploy.py"]))
+    return ["sh", "-c", " && ".join(runs)], env
