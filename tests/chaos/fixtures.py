@@ -29,19 +29,34 @@ def chaos_namespace(crds: None) -> Iterator[str]:
     bed.clean_namespace(name)
 
 
+_shared: bed.Operator | None = None
+_shared_users = 0
+
+
 @pytest.fixture(scope="session")
 def shared_operator(crds: None) -> Iterator[bed.Operator]:
     """One `vmgitops run --verbose` (asyncssh at DEBUG too) for every test that never
     kills its operator: it watches c<session>-s-*, the shared namespaces. Tests look at
-    their own slice of its log (`op.mark()`, `op.log(since=...)`)."""
-    op = bed.Operator(
-        [f"{bed.NAMESPACE_PREFIX}{bed.SHARED}*"], label="shared", env={"VMGITOPS_DEBUG_SSH": "1"}
-    )
-    op.start()
-    op.wait_ready()
+    their own slice of its log (`op.mark()`, `op.log(since=...)`).
+
+    tests/chaos and tests/security each import this fixture into their conftest, which
+    makes two session fixtures: both hand out the one process held here."""
+    global _shared, _shared_users
+    if _shared is None or not _shared.alive():
+        _shared = bed.Operator(
+            [f"{bed.NAMESPACE_PREFIX}{bed.SHARED}*"],
+            label="shared",
+            env={"VMGITOPS_DEBUG_SSH": "1"},
+        )
+        _shared.start()
+        _shared.wait_ready()
+    _shared_users += 1
+    op = _shared
     yield op
-    op.stop()
-    print(f"\nshared operator log: {op.log_path}")
+    _shared_users -= 1
+    if _shared_users == 0:
+        op.stop()
+        print(f"\nshared operator log: {op.log_path}")
 
 
 @pytest.fixture
