@@ -61,6 +61,7 @@ def app(tmp_path: Path, chaos_vms: list[VM]) -> Iterator[ChaosApp]:
     a.repo.remove()
 
 
+@pytest.mark.timeout(bed.scale(600, 3600))
 def test_chaos_crash_at_any_point_during_a_rollout(
     chaos_namespace: str, chaos_vms: list[VM], app: ChaosApp, tmp_path: Path
 ) -> None:

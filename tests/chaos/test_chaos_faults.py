@@ -87,6 +87,7 @@ def app(tmp_path: Path, chaos_vms: list[VM]) -> Iterator[ChaosApp]:
 # -- VMs and sshd killed mid-apply ------------------------------------------------------
 
 
+@pytest.mark.timeout(bed.scale(600, 1200))
 def test_chaos_vm_and_sshd_killed_mid_apply(
     shared_namespace: str, shared_operator: bed.Operator, chaos_vms: list[VM], app: ChaosApp
 ) -> None:
@@ -383,6 +384,7 @@ class PrivateControlPlane:
 @pytest.mark.skipif(
     not bed.FULL, reason="make chaos only: a second control plane costs a minute of CPU"
 )
+@pytest.mark.timeout(1200)
 def test_chaos_api_server_and_etcd_restarted_mid_rollout(
     chaos_vms: list[VM], app: ChaosApp
 ) -> None:

@@ -115,6 +115,7 @@ def reported(kind: str, obj: dict[str, Any]) -> str | None:
     return None
 
 
+@pytest.mark.timeout(bed.scale(600, 2400))
 def test_malformed_custom_resources(
     shared_namespace: str,
     shared_operator: bed.Operator,
