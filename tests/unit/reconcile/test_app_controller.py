@@ -3,6 +3,7 @@ writes and posts. The real thing is in tests/e2e/test_applications*.py."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -245,6 +246,9 @@ async def test_newer_revision_mid_rollout_finishes_the_batch_and_starts_over(
     w = World(tmp_path, fleet(OLD, "vm1", "vm2", "vm3", "vm4"))
     w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 2}}, refreshInterval="1ms")
     w.git.switch_after = 1  # the first resolve says REV, the next ones NEW
+    # Let refreshInterval (1 ms) pass during a batch, so the poll between batches is due
+    # however fast this machine runs the fake fleet.
+    w.fleet.after_sync = lambda name: time.sleep(0.005)
     r = w.reconciler()
     await r.tick(w.body)
     assert w.fleet.synced == ["vm1", "vm2"], "the current batch finished, no further"
