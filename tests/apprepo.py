@@ -4,7 +4,6 @@ Events)."""
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from testbed import DEV, GIT_BASE_URL, VM, eventually, kubectl
+from testbed import DEV, GIT_BASE_URL, VM, apply, eventually, kubectl, ssh_secret
 
 APP_TEMPLATE = """\
 files:
@@ -157,10 +156,6 @@ class AppRepo:
 # -- Kubernetes objects of the tests -----------------------------------------------------
 
 
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
 def target(namespace: str, vm: VM, labels: dict[str, str]) -> dict[str, Any]:
     return {
         "apiVersion": "vmgitops.io/v1alpha1",
@@ -178,15 +173,7 @@ def target(namespace: str, vm: VM, labels: dict[str, str]) -> dict[str, Any]:
 
 def setup_targets(namespace: str, vms: list[VM], env: str) -> None:
     """The fleet Secret and one VirtualMachineTarget per VM, labelled env=<env>, role=web."""
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/ssh-auth",
-            "metadata": {"name": "fleet-ssh", "namespace": namespace},
-            "data": {"ssh-privatekey": base64.b64encode(vms[0].private_key.encode()).decode()},
-        }
-    )
+    apply(ssh_secret(namespace, "fleet-ssh", vms[0].private_key))
     for vm in vms:
         apply(target(namespace, vm, {"env": env, "role": "web"}))
 

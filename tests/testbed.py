@@ -6,6 +6,7 @@ developer environment itself.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -114,6 +115,22 @@ def fleet_ctl(*args: str) -> None:
 
 def kubectl(*args: str, input: str | None = None) -> str:
     return run(["kubectl", *args], input=input).stdout
+
+
+def apply(obj: dict[str, Any]) -> None:
+    """kubectl apply of one object (as JSON)."""
+    kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+
+def ssh_secret(namespace: str, name: str, private_key: str) -> dict[str, Any]:
+    """A kubernetes.io/ssh-auth Secret holding `private_key`."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/ssh-auth",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": {"ssh-privatekey": base64.b64encode(private_key.encode()).decode()},
+    }
 
 
 def eventually(

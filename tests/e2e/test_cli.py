@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from apprepo import AppRepo
+from apprepo import AppRepo, app_status, apply, setup_targets
 from testbed import KUBECONFIG, ROOT, VM, eventually, kubectl
 
 pytestmark = pytest.mark.e2e
@@ -28,37 +27,6 @@ def cli(*args: str, timeout: float = 300, exe: str = CLI) -> subprocess.Complete
     return subprocess.run(
         [exe, *args], capture_output=True, text=True, env=env, timeout=timeout, check=False
     )
-
-
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def setup_targets(namespace: str, vms: list[VM], env: str) -> None:
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/ssh-auth",
-            "metadata": {"name": "fleet-ssh", "namespace": namespace},
-            "data": {"ssh-privatekey": base64.b64encode(vms[0].private_key.encode()).decode()},
-        }
-    )
-    for vm in vms:
-        apply(
-            {
-                "apiVersion": "vmgitops.io/v1alpha1",
-                "kind": "VirtualMachineTarget",
-                "metadata": {"name": vm.name, "namespace": namespace, "labels": {"env": env}},
-                "spec": {
-                    "address": vm.address,
-                    "port": vm.port,
-                    "user": vm.user,
-                    "credentials": {"secretRef": {"name": "fleet-ssh"}},
-                    "hostKey": {"publicKeys": [vm.host_public_key]},
-                },
-            }
-        )
 
 
 def manual_app(namespace: str, repo: AppRepo, env: str) -> dict[str, Any]:
@@ -84,11 +52,6 @@ def repo(tmp_path: Path, fleet: list[VM]) -> Iterator[AppRepo]:
     for vm in fleet[:2]:
         vm.ssh(r.cleanup_vm_command(), check=False)
     r.remove()
-
-
-def app_status(namespace: str, name: str) -> dict[str, Any]:
-    obj = json.loads(kubectl("-n", namespace, "get", "vmapp", name, "-o", "json"))
-    return dict(obj.get("status") or {})
 
 
 def test_status_diff_sync_on_a_manual_application(

@@ -5,7 +5,6 @@ approval, soak time, rollback, and every bad input refused with nothing changed.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import threading
@@ -19,7 +18,7 @@ import yaml
 
 from apprepo import AppRepo
 from gitserver import SmartHTTPServer, git
-from testbed import DEV, KUBECONFIG, ROOT, VM, eventually, kubectl
+from testbed import DEV, KUBECONFIG, ROOT, VM, apply, eventually, kubectl, ssh_secret
 
 pytestmark = pytest.mark.e2e
 
@@ -30,10 +29,6 @@ HTTP_PASSWORD = "promo-t3st/pa55+word"
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
 
 
 def get(namespace: str, kind: str, name: str) -> dict[str, Any]:
@@ -61,15 +56,7 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def setup_targets(namespace: str, placement: dict[str, VM]) -> None:
     """One VirtualMachineTarget per environment, labelled env=<env>."""
     vm0 = next(iter(placement.values()))
-    apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/ssh-auth",
-            "metadata": {"name": "fleet-ssh", "namespace": namespace},
-            "data": {"ssh-privatekey": base64.b64encode(vm0.private_key.encode()).decode()},
-        }
-    )
+    apply(ssh_secret(namespace, "fleet-ssh", vm0.private_key))
     for env, vm in placement.items():
         apply(
             {

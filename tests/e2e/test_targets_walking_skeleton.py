@@ -3,7 +3,6 @@ against real systemd VMs over OpenSSH, state in the real API server."""
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import subprocess
@@ -11,23 +10,9 @@ from typing import Any
 
 import pytest
 
-from testbed import VM, eventually, fleet_ctl, kubectl
+from testbed import VM, apply, eventually, fleet_ctl, kubectl, ssh_secret
 
 pytestmark = pytest.mark.e2e
-
-
-def apply(obj: dict[str, Any]) -> None:
-    kubectl("apply", "-f", "-", input=json.dumps(obj))
-
-
-def ssh_secret(namespace: str, name: str, private_key: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "type": "kubernetes.io/ssh-auth",
-        "metadata": {"name": name, "namespace": namespace},
-        "data": {"ssh-privatekey": base64.b64encode(private_key.encode()).decode()},
-    }
 
 
 def target(

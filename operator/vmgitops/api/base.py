@@ -55,6 +55,17 @@ def _check_duration(value: str) -> str:
     return value
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An RFC 3339 timestamp as the API server writes it (UTC when no offset), or None."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
 def format_time(value: datetime) -> str:
     """RFC 3339 in UTC with second precision, as Kubernetes writes metav1.Time."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

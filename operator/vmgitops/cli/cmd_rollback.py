@@ -24,7 +24,6 @@ from rich.console import Console
 
 from vmgitops.api import meta
 from vmgitops.api.base import format_time
-from vmgitops.api.units import parse_duration
 from vmgitops.cli.cmd_sync import OpView, Reporter, follow, refusal, why_not
 from vmgitops.cli.common import (
     EXIT_CODES_HELP,
@@ -41,6 +40,7 @@ from vmgitops.cli.common import (
     dump,
     get_application,
     guarded,
+    parse_timeout,
     short_sha,
 )
 from vmgitops.rollout.rollback import NoSuchEntry, managed_by_argo, rollback_entry
@@ -102,12 +102,7 @@ def argo_warning(app: Mapping[str, Any], revision: str, where: str) -> str | Non
 
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
-    try:
-        timeout = float(parse_duration(args.timeout))
-    except ValueError:
-        raise CliError(
-            f"--timeout {args.timeout!r}: write a duration such as 90s or 10m", EXIT_USAGE
-        ) from None
+    timeout = parse_timeout(args.timeout)
     cluster = connect(args)
     return asyncio.run(_rollback(cluster, args, timeout))
 

@@ -22,7 +22,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vmgitops.api import meta
 from vmgitops.api.base import format_time
-from vmgitops.api.units import parse_duration
 from vmgitops.cli.common import (
     EXIT_CODES_HELP,
     EXIT_FAILED,
@@ -39,6 +38,7 @@ from vmgitops.cli.common import (
     dump,
     get_application,
     guarded,
+    parse_timeout,
     short_sha,
 )
 
@@ -289,12 +289,7 @@ def summary(app: Mapping[str, Any]) -> dict[str, Any]:
 
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
-    try:
-        timeout = float(parse_duration(args.timeout))
-    except ValueError:
-        raise CliError(
-            f"--timeout {args.timeout!r}: write a duration such as 90s or 10m", EXIT_USAGE
-        ) from None
+    timeout = parse_timeout(args.timeout)
     cluster = connect(args)
     return asyncio.run(_sync(cluster, args, timeout))
 

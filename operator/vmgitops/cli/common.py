@@ -24,6 +24,8 @@ import yaml
 from rich.console import Console
 
 from vmgitops.api import meta
+from vmgitops.api.base import parse_time
+from vmgitops.api.units import parse_duration
 
 EXIT_OK = 0
 """Done; the answer is "yes" (in sync, sync Succeeded)."""
@@ -252,14 +254,14 @@ def dump(data: Any, fmt: str, out: TextIO | None = None) -> None:
         yaml.safe_dump(data, out, sort_keys=False, default_flow_style=False)
 
 
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
+def parse_timeout(value: str) -> float:
+    """`--timeout` as seconds; a usage error (exit 2) naming the flag otherwise."""
     try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        return float(parse_duration(value))
     except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise CliError(
+            f"--timeout {value!r}: write a duration such as 90s or 10m", EXIT_USAGE
+        ) from None
 
 
 def age(value: Any, now: datetime | None = None) -> str:

@@ -21,6 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from vmgitops.api import meta
+from vmgitops.api.base import parse_time
 from vmgitops.api.conditions import Condition, ConditionStatus, set_condition
 from vmgitops.api.promotion import (
     FROM_IN_TO,
@@ -46,7 +47,7 @@ from vmgitops.promotion.policy import (
     dest_key,
     short,
 )
-from vmgitops.promotion.state import AppState, app_state, parse_time
+from vmgitops.promotion.state import AppState, app_state
 from vmgitops.promotion.yamledit import DocumentMatch
 from vmgitops.source import GitSource, RevisionNotFound, SourceError, credentials_from_secret
 from vmgitops.source.resolver import refuse_unsafe_resolution

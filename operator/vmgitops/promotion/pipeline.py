@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from vmgitops.api import meta
+from vmgitops.api.base import parse_time
 from vmgitops.api.conditions import Condition, ConditionStatus, set_condition
 from vmgitops.api.pipeline import (
     ANNOTATION_CLEAR_HOLD,
@@ -32,7 +33,7 @@ from vmgitops.kube.client import Conflict, NotFound
 from vmgitops.promotion import pipeline_policy
 from vmgitops.promotion.objects import Objects, status_patch
 from vmgitops.promotion.pipeline_policy import NewPromotion, OwnedPromotion, PipelineFacts
-from vmgitops.promotion.state import app_state, parse_time
+from vmgitops.promotion.state import app_state
 
 log = logging.getLogger("vmgitops.pipelines")
 INTERVAL = 5.0

@@ -14,23 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vmgitops.api.base import parse_time
 from vmgitops.api.promotion import ApplicationKind, ApplicationRef
 
 SYNCED = "Synced"
 HEALTHY = "Healthy"
 _FAILED_OPERATION = frozenset({"Failed", "Error"})
 _RUNNING_OPERATION = frozenset({"Running", "Terminating"})
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An RFC 3339 timestamp as the API server writes it, or None."""
-    if not value or not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
 
 
 def _dict(value: Any) -> Mapping[str, Any]:

@@ -7,22 +7,12 @@ finds it Running, with its revision and batch numbers, and resumes it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-from vmgitops.api.base import format_time
+from vmgitops.api.base import format_time, parse_time
 from vmgitops.rollout.engine import RUNNING, OperationState
 
 MESSAGE_LIMIT = 4096
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def op_from_status(raw: Mapping[str, Any] | None) -> OperationState | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from vmgitops.api.base import format_time
+from vmgitops.api.base import format_time, parse_time
 from vmgitops.api.conditions import (
     REACHABLE,
     READY,
@@ -54,15 +54,6 @@ class StatusUpdate:
 
 def _conditions(status: dict[str, Any]) -> list[Condition]:
     return [Condition.model_validate(c) for c in status.get("conditions") or []]
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def next_status(
@@ -110,7 +101,7 @@ def next_status(
     desired["observedGeneration"] = generation
 
     patch = {k: v for k, v in desired.items() if status.get(k) != v}
-    last = _parse_time(status.get("lastProbeTime"))
+    last = parse_time(status.get("lastProbeTime"))
     if outcome is not None and (
         patch or last is None or now - last >= timedelta(seconds=refresh_after)
     ):
