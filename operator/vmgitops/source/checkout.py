@@ -10,15 +10,17 @@ complete. A directory's mtime records its last use, for garbage collection.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import secrets
 import shutil
 import stat
+import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .errors import PathEscape, PathNotFound, RepositoryTooLarge, SourceError
@@ -102,9 +104,13 @@ def remove_tree(path: Path) -> None:
 
 
 def _force_remove(path: Path) -> None:
+    # Another collector (or a crash cleanup) may be deleting the same tree: whatever
+    # vanished under us is already what we wanted.
     for dirpath, _dirnames, _filenames in os.walk(path):
-        os.chmod(dirpath, 0o700)
-    os.chmod(path, 0o700)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(dirpath, 0o700)
+    with contextlib.suppress(FileNotFoundError):
+        os.chmod(path, 0o700)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -115,6 +121,11 @@ class CheckoutStore:
     root: Path
     timeout: float
     limits: TreeLimits
+    # checkout() collects after each new tree and the operator collects on a timer, on
+    # different worker threads: one collection at a time keeps their scans consistent.
+    _gc_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     def path_of(self, sha: str) -> Path:
         return self.root / sha
@@ -195,7 +206,11 @@ class CheckoutStore:
             return found
         for entry in os.scandir(self.root):
             if FULL_SHA.match(entry.name) and entry.is_dir(follow_symlinks=False):
-                found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+                try:
+                    used = entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:  # removed since the directory was listed
+                    continue
+                found.append((used, entry.name))
         return sorted(found, reverse=True)
 
     def gc(self, keep: int, protect: Iterable[str] = (), grace: float = 0.0) -> list[str]:
@@ -207,12 +222,13 @@ class CheckoutStore:
         now = time.time()
         protected = {sha.lower() for sha in protect}
         removed: list[str] = []
-        for position, (used, sha) in enumerate(self.entries()):
-            if position < keep or sha in protected or now - used < grace:
-                continue
-            remove_tree(self.path_of(sha))
-            removed.append(sha)
-        self._remove_stale(now)
+        with self._gc_lock:
+            for position, (used, sha) in enumerate(self.entries()):
+                if position < keep or sha in protected or now - used < grace:
+                    continue
+                remove_tree(self.path_of(sha))
+                removed.append(sha)
+            self._remove_stale(now)
         if removed:
             log.info("removed %d unused checkouts", len(removed))
         return removed
@@ -221,9 +237,11 @@ class CheckoutStore:
         if not self.root.is_dir():
             return
         for entry in os.scandir(self.root):
-            if entry.name.startswith((".tmp-", ".trash-")):
-                info = entry.stat(follow_symlinks=False)
-                if now - info.st_mtime > STALE_AFTER:
+            if not entry.name.startswith((".tmp-", ".trash-")):
+                continue
+            # A checkout being written or removed right now may vanish at any point here.
+            with contextlib.suppress(FileNotFoundError):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_AFTER:
                     if entry.is_dir(follow_symlinks=False):
                         _force_remove(Path(entry.path))
                     else:

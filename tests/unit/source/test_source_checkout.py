@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from vmgitops.source import PathEscape, PathNotFound, checked_subpath, resolve_app_folder
+from vmgitops.source import checkout as checkout_mod
 from vmgitops.source.checkout import CheckoutStore, TreeLimits, make_read_only, remove_tree
 
 
@@ -143,3 +146,42 @@ def test_existing_marks_use(tmp_path: Path) -> None:
     assert store.existing("b" * 40) is None
     assert store.existing(sha) == store.path_of(sha)
     assert time.time() - store.path_of(sha).stat().st_mtime < 60
+
+
+def test_gc_tolerates_entries_vanishing_while_it_scans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker thread removes checkouts and index files between listing and stat."""
+    store = CheckoutStore(tmp_path / "checkouts", timeout=10, limits=TreeLimits())
+    now = time.time()
+    for i, c in enumerate("abc"):
+        _fake_checkout(store, c, now - 7200 - i)
+    (store.root / ".tmp-z-1.index").write_text("")
+    real_scandir = os.scandir
+
+    def scandir_then_remove(path: str | os.PathLike[str]) -> Any:
+        if isinstance(path, int) or Path(path) != store.root:  # the removal walking trees
+            return real_scandir(path)
+        with real_scandir(path) as listing:
+            entries = list(listing)
+        for entry in entries:  # what a concurrent collector or checkout would do
+            if entry.is_dir(follow_symlinks=False):
+                remove_tree(Path(entry.path))
+            else:
+                os.unlink(entry.path)
+        return entries
+
+    monkeypatch.setattr(checkout_mod.os, "scandir", scandir_then_remove)
+    assert store.gc(keep=0) == []
+
+
+def test_concurrent_gc_runs_remove_each_checkout_once(tmp_path: Path) -> None:
+    store = CheckoutStore(tmp_path / "checkouts", timeout=10, limits=TreeLimits())
+    now = time.time()
+    shas = [_fake_checkout(store, c, now - 7200 - i) for i, c in enumerate("0123456789abcdef")]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda _: store.gc(keep=2), range(12)))
+    removed = [sha for r in results for sha in r]
+    assert sorted(removed) == sorted(shas[2:])
+    assert [sha for _, sha in store.entries()] == shas[:2]
+    assert list(store.root.iterdir()) != [] and not list(store.root.glob(".trash-*"))
