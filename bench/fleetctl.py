@@ -1,6 +1,10 @@
 """The bench fleet: its VMs, the SSH settings every tool must use, and the harness's own
 view of the workload's state on each VM (reset, hand-made drift, verification).
 
+Two kinds of fleet: the systemd VMs of hack/fleet/fleet.py ($BENCH_DEV/fleet.json) and
+the light hosts of hack/fleet/light.py ($BENCH_DEV/light.json: sshd alone, no init
+system), on which the light variant of the workload runs (bench/workload.py).
+
 The harness's own SSH traffic (reset, drift, verify) always happens outside a measured
 window, before the sshd log cursor is taken or after the counts are read.
 """
@@ -11,8 +15,11 @@ import asyncio
 import json
 import math
 import os
+import signal
+import socket
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,22 +77,39 @@ class Host:
     user: str
     key_file: Path
     host_key: str
-    #: Host PID of the VM's systemd (its sshd journal and processes are found through it).
+    #: Host PID of the VM's systemd (its sshd journal and processes are found through it),
+    #: or of a light host's sshd (its processes share that sshd's mount namespace).
     pid: int
+    #: A light host (hack/fleet/light.py): no systemd, the light workload.
+    light: bool = False
 
 
-def load_fleet(dev: Path) -> list[Host]:
-    entries = json.loads((dev / "fleet.json").read_text())
+def load_fleet(dev: Path, light: bool = False) -> list[Host]:
+    """The VMs of fleet.json, or with `light` the light hosts of light.json."""
+    entries = json.loads((dev / ("light.json" if light else "fleet.json")).read_text())
+    folder = dev / ("light" if light else "fleet")
     hosts = []
     for e in entries:
         key = Path(e["privateKeyFile"])
         if not key.is_absolute():
             key = ROOT / key
-        pid = int((dev / "fleet" / e["name"] / "pid").read_text())
+        pid = int((folder / e["name"] / "pid").read_text())
         hosts.append(
-            Host(e["name"], e["address"], int(e["port"]), e["user"], key, e["hostPublicKey"], pid)
-        )
+            Host(
+                e["name"], e["address"], int(e["port"]), e["user"], key, e["hostPublicKey"],
+                pid, light,
+            )
+        )  # fmt: skip
     return hosts
+
+
+def is_light(hosts: Sequence[Host]) -> bool:
+    return bool(hosts) and hosts[0].light
+
+
+def sshd_log_file(dev: Path, h: Host) -> Path:
+    """A light host's sshd log (it has no journal), read from its overlay's upper layer."""
+    return dev / "light" / h.name / "upper/var/log/sshd.log"
 
 
 def fleet_up(dev: Path, size: int) -> list[Host]:
@@ -103,14 +127,38 @@ def fleet_exec(dev: Path, name: str, *argv: str) -> None:
     )
 
 
-def pin_crypto(dev: Path, hosts: Sequence[Host]) -> None:
-    """Writes the sshd drop-in into each VM (through its root) and reloads sshd."""
+def pin_crypto(dev: Path, hosts: Sequence[Host], timeout: float = 120) -> None:
+    """Writes the sshd drop-in into each host (through its root) and reloads sshd.
+
+    A light host's sshd is reloaded by SIGHUP (it re-executes itself, same PID, and
+    listens again a moment later: waited for, bounded).
+    """
+    reloaded = []
     for h in hosts:
         path = Path(f"/proc/{h.pid}/root") / SSHD_PIN_FILE
         if path.exists() and path.read_text() == SSHD_PIN:
             continue
         path.write_text(SSHD_PIN)
-        fleet_exec(dev, h.name, "systemctl", "reload", "ssh.service")
+        if h.light:
+            os.kill(h.pid, signal.SIGHUP)
+            reloaded.append(h)
+        else:
+            fleet_exec(dev, h.name, "systemctl", "reload", "ssh.service")
+    deadline = time.monotonic() + timeout
+    for h in reloaded:
+        while not _banner(h):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{h.name}: sshd did not listen again after SIGHUP")
+            time.sleep(0.1)
+
+
+def _banner(h: Host) -> bool:
+    try:
+        with socket.create_connection((h.address, h.port), timeout=2) as s:
+            s.settimeout(5)
+            return s.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 def known_hosts_text(hosts: Iterable[Host]) -> str:
@@ -172,7 +220,8 @@ def check_pin(hosts: Sequence[Host]) -> str:
 
 
 def reset(hosts: Sequence[Host]) -> None:
-    bad = {n: r for n, r in run_all(hosts, workload.RESET_SCRIPT).items() if r[0] != 0}
+    script = workload.reset_script(is_light(hosts))
+    bad = {n: r for n, r in run_all(hosts, script).items() if r[0] != 0}
     if bad:
         raise RuntimeError(f"reset failed on {sorted(bad)}")
 
@@ -197,7 +246,7 @@ class VmState:
 
 def state(hosts: Sequence[Host]) -> dict[str, VmState]:
     out = {}
-    for name, (_rc, text) in run_all(hosts, workload.STATE_SCRIPT).items():
+    for name, (_rc, text) in run_all(hosts, workload.state_script(is_light(hosts))).items():
         lines = [*text.splitlines(), "", "", "", ""][:4]
         out[name] = VmState(*(line.strip() for line in lines))
     return out
@@ -208,14 +257,16 @@ def verify(
     version: str,
     before: Mapping[str, VmState] | None,
     restarted: set[str] | None,
+    may_restart: Collection[str] = (),
 ) -> tuple[dict[str, VmState], list[str]]:
     """Checks the workload's result on every VM; returns the state and the problems.
 
     `restarted`: the hosts whose service must have (re)started since `before`; every
-    other host's service must not have. None: not checked.
+    other host's service must not have, except those in `may_restart`. None: not checked.
     """
     now = state(hosts)
     problems = []
+    light = is_light(hosts)
     for h in hosts:
         s = now[h.name]
         want = workload.expected_sha(h.name, version)
@@ -224,10 +275,14 @@ def verify(
         if s.loaded_sha != want:
             problems.append(f"{h.name}: the service runs with config {s.loaded_sha[:12]}")
         if s.active != "active":
-            problems.append(f"{h.name}: {workload.UNIT} is {s.active or 'unknown'}")
+            problems.append(
+                f"{h.name}: the health command {workload.LIGHT_HEALTH_SHELL!r} fails"
+                if light
+                else f"{h.name}: {workload.UNIT} is {s.active or 'unknown'}"
+            )
         if before is not None and restarted is not None:
             did = before.get(h.name) is None or before[h.name].entered != s.entered
-            if did and h.name not in restarted:
+            if did and h.name not in restarted and h.name not in may_restart:
                 problems.append(f"{h.name}: restarted although its config did not change")
             if not did and h.name in restarted:
                 problems.append(f"{h.name}: not restarted although its config changed")

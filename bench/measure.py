@@ -13,6 +13,10 @@
 * Connections and commands: each VM's sshd logs "Accepted publickey" once per
   connection and "Starting session: command" once per command; they are counted in the
   VM's journal after a cursor taken before the run.
+* Light hosts (hack/fleet/light.py) share the machine's PID namespace, so their
+  processes are found by their own MOUNT namespace instead (each host has one; sshd's
+  sessions and commands inherit it), and they have no journal: sshd writes its log
+  to a file, counted from the offset it had before the run.
 
 Without the cgroup hierarchies (another kind of machine), CPU falls back to wait4's
 rusage of the tool and to /proc of the VMs' processes, and peak memory to ru_maxrss.
@@ -113,9 +117,9 @@ def pss(pid: int) -> int:
 # -- the fleet's CPU ---------------------------------------------------------------------
 
 
-def _ns(pid: int) -> str | None:
+def _ns(pid: int, kind: str = "pid") -> str | None:
     try:
-        return os.readlink(f"/proc/{pid}/ns/pid")
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
     except OSError:
         return None
 
@@ -130,30 +134,38 @@ def _proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
 
-def processes_in_namespaces(namespaces: set[str]) -> list[int]:
+def processes_in_namespaces(namespaces: set[str], kind: str = "pid") -> list[int]:
     out = []
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and _ns(int(entry.name)) in namespaces:
+        if entry.name.isdigit() and _ns(int(entry.name), kind) in namespaces:
             out.append(int(entry.name))
     return out
 
 
 class FleetCpu:
-    """CPU seconds spent inside the bench VMs (all their processes)."""
+    """CPU seconds spent inside the bench VMs (all their processes).
 
-    def __init__(self, vm_pids: Sequence[int]) -> None:
+    `kind`: the namespace that tells the fleet's processes from the machine's: "pid" for
+    the systemd VMs, "mnt" for light hosts (which share the machine's PID namespace).
+    """
+
+    def __init__(self, vm_pids: Sequence[int], kind: str = "pid") -> None:
         self.vm_pids = list(vm_pids)
+        self.kind = kind
         self.cgroup = Cgroup("fleet") if HAVE_CGROUPS else None
+        self._own = _ns(os.getpid(), kind)
         self.attach()
 
     def _namespaces(self) -> set[str]:
-        return {ns for p in self.vm_pids if (ns := _ns(p)) is not None}
+        found = {ns for p in self.vm_pids if (ns := _ns(p, self.kind)) is not None}
+        found.discard(self._own or "")  # never the harness's own (nor the machine's)
+        return found
 
     def attach(self) -> None:
         """Moves every process of the VMs into the fleet cgroup (new ones inherit it)."""
         if self.cgroup is None:
             return
-        for pid in processes_in_namespaces(self._namespaces()):
+        for pid in processes_in_namespaces(self._namespaces(), self.kind):
             self.cgroup.add(pid)
 
     def seconds(self) -> float:
@@ -161,7 +173,12 @@ class FleetCpu:
             return self.cgroup.cpu_seconds()
         # Fallback: live processes' own and reaped children's CPU; misses little, since
         # each VM's systemd reaps what its services leave behind.
-        return sum(_proc_cpu(p) for p in processes_in_namespaces(self._namespaces()))
+        found = processes_in_namespaces(self._namespaces(), self.kind)
+        return sum(_proc_cpu(p) for p in found)
+
+    def memory(self) -> int:
+        """The fleet's processes' PSS, summed (shared pages counted once)."""
+        return sum(pss(p) for p in processes_in_namespaces(self._namespaces(), self.kind))
 
 
 # -- sshd's log ----------------------------------------------------------------------------
@@ -242,6 +259,57 @@ class SshdLog:
             time.sleep(settle)
         assert last is not None
         return last
+
+
+class SshdFileLog:
+    """SshdLog for light hosts: each sshd's log file, counted from its size at `mark()`."""
+
+    def __init__(self, files: Mapping[str, Path]) -> None:
+        self.files = dict(files)
+        self.offsets: dict[str, int] = {}
+
+    def mark(self) -> None:
+        self.offsets = {n: _size(f) for n, f in self.files.items()}
+
+    def _count(self, name: str) -> tuple[int, int]:
+        try:
+            with open(self.files[name], "rb") as f:
+                f.seek(self.offsets.get(name, 0))
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return 0, 0
+        lines = text.splitlines()
+        conns = sum(1 for line in lines if "Accepted publickey for " in line)
+        cmds = sum(1 for line in lines if "Starting session: command" in line)
+        return conns, cmds
+
+    def counts(self, settle: float = 0.5) -> SshdCounts:
+        """The counts since mark(); waits until two readings agree (sessions may still be
+        closing and writing their last lines)."""
+        last: SshdCounts | None = None
+        for _ in range(10):
+            got = {n: self._count(n) for n in self.files}
+            now = SshdCounts(
+                connections=sum(c for c, _ in got.values()),
+                commands=sum(m for _, m in got.values()),
+                per_vm=got,
+            )
+            if last is not None and (now.connections, now.commands) == (
+                last.connections,
+                last.commands,
+            ):
+                return now
+            last = now
+            time.sleep(settle)
+        assert last is not None
+        return last
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 # -- one measured run of a tool ----------------------------------------------------------------

@@ -91,8 +91,8 @@ class GitRepo:
             ["git", *args], cwd=self.work, check=True, capture_output=True, text=True
         ).stdout.strip()
 
-    def commit_version(self, version: str, per_host: bool = True) -> str:
-        workload.write_vmapp(self.work / "app", version, per_host)
+    def commit_version(self, version: str, per_host: bool = True, light: bool = False) -> str:
+        workload.write_vmapp(self.work / "app", version, per_host, light)
         self.git("add", "-A")
         self.git(
             "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",

@@ -11,6 +11,10 @@ for the same workload, in a scratch folder, run from their own virtualenv.
   batch and stops at the first batch that fails, since pyinfra has no batches of its own.
 
 Both verify the config's sha256 and run the health command in one shell task.
+
+On light hosts (no systemd) both run the light variant of the workload: no unit, and the
+restart is the light restart command, run only when the config task changed something
+(ansible: the handler is a `command` task; pyinfra: `server.shell(..., _if=...)`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ from bench.fleetctl import CIPHER, KEX, Host, known_hosts_text
 
 VENV = Path(os.environ.get("BENCH_VENV", Path.home() / ".cache/vmgitops/bench-venv")).expanduser()
 
-VERIFY = (
-    f'echo "{{{{ expected_sha }}}}  {workload.CONF}" | sha256sum -c --quiet && '
-    f"{workload.HEALTH_SHELL}"
-)
+
+def _verify(light: bool) -> str:
+    return (
+        f'echo "{{{{ expected_sha }}}}  {workload.CONF}" | sha256sum -c --quiet && '
+        f"{workload.health_shell(light)}"
+    )
+
+
+VERIFY = _verify(False)
 
 PLAY_TASKS = f"""\
   tasks:
@@ -64,14 +73,38 @@ PLAY_TASKS = f"""\
 """
 
 
-def _ansible_play(serial: bool) -> str:
+#: The light variant: the same file and template tasks; the handler runs the restart
+#: command (argv, no shell of ansible's own).
+PLAY_TASKS_LIGHT = f"""\
+  tasks:
+    - name: directory
+      ansible.builtin.file: {{path: {workload.CONF_DIR}, state: directory, mode: "0755"}}
+    - name: config
+      ansible.builtin.template:
+        src: "templates/bench-v{{{{ bench_version }}}}.conf.j2"
+        dest: {workload.CONF}
+        mode: "0644"
+      notify: restart
+    - name: restart if the config changed
+      ansible.builtin.meta: flush_handlers
+    - name: verify sha256 and health
+      ansible.builtin.shell: {_verify(True)!r}
+      changed_when: false
+  handlers:
+    - name: restart
+      ansible.builtin.command:
+        argv: {list(workload.LIGHT_RESTART)!r}
+"""
+
+
+def _ansible_play(serial: bool, light: bool = False) -> str:
     head = "- hosts: all\n  gather_facts: false\n"
     if serial:
         head += '  serial: "10%"\n  max_fail_percentage: 0\n'
-    return head + PLAY_TASKS
+    return head + (PLAY_TASKS_LIGHT if light else PLAY_TASKS)
 
 
-def ansible_setup(run: Path, hosts: Sequence[Host], forks: int) -> Path:
+def ansible_setup(run: Path, hosts: Sequence[Host], forks: int, light: bool = False) -> Path:
     d = run / f"ansible-f{forks}"
     (d / "templates").mkdir(parents=True, exist_ok=True)
     (d / "known_hosts").write_text(known_hosts_text(hosts))
@@ -79,8 +112,8 @@ def ansible_setup(run: Path, hosts: Sequence[Host], forks: int) -> Path:
         (d / "templates" / f"bench-v{version}.conf.j2").write_text(
             workload.template("{{ inventory_hostname }}", version)
         )
-    (d / "site.yml").write_text(_ansible_play(serial=False))
-    (d / "rollout.yml").write_text(_ansible_play(serial=True))
+    (d / "site.yml").write_text(_ansible_play(serial=False, light=light))
+    (d / "rollout.yml").write_text(_ansible_play(serial=True, light=light))
     ssh_args = " ".join(
         [
             "-F /dev/null",
@@ -183,7 +216,32 @@ server.shell(
 """
 
 
-def pyinfra_setup(run: Path, hosts: Sequence[Host]) -> Path:
+#: The light variant: the restart is one shell command when the config changed.
+PYINFRA_DEPLOY_LIGHT = f"""\
+from pyinfra import host
+from pyinfra.operations import files, server
+
+version = host.data.bench_version
+files.directory(name="directory", path={workload.CONF_DIR!r}, mode="755")
+config = files.template(
+    name="config", src=f"templates/bench-v{{version}}.conf.j2", dest={workload.CONF!r},
+    mode="644",
+)
+server.shell(
+    name="restart if the config changed", commands=[{workload.LIGHT_RESTART_SHELL!r}],
+    _if=config.did_change,
+)
+server.shell(
+    name="verify sha256 and health",
+    commands=[
+        f'echo "{{host.data.expected_sha}}  {workload.CONF}" | sha256sum -c --quiet && '
+        {workload.LIGHT_HEALTH_SHELL!r}
+    ],
+)
+"""
+
+
+def pyinfra_setup(run: Path, hosts: Sequence[Host], light: bool = False) -> Path:
     d = run / "pyinfra"
     (d / "templates").mkdir(parents=True, exist_ok=True)
     (d / "known_hosts").write_text(known_hosts_text(hosts))
@@ -191,7 +249,7 @@ def pyinfra_setup(run: Path, hosts: Sequence[Host]) -> Path:
         (d / "templates" / f"bench-v{version}.conf.j2").write_text(
             workload.template("{{ host.name }}", version)
         )
-    (d / "deploy.py").write_text(PYINFRA_DEPLOY)
+    (d / "deploy.py").write_text(PYINFRA_DEPLOY_LIGHT if light else PYINFRA_DEPLOY)
     return d
 
 

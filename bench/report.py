@@ -133,10 +133,20 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
 def render(result: dict[str, Any]) -> str:
     rows = [Row(**r) for r in result["rows"]]
     m = result["machine"]
+    if result.get("light"):
+        fleet = (
+            f"{result['hosts']} LIGHT HOSTS (hack/fleet/light.py: sshd alone in its own mount "
+            "namespace, no systemd) on loopback, running the light workload (the restart is a "
+            "command run when the config changed, the health check compares the loaded "
+            "config's sha256; see bench/README.md)"
+        )
+    else:
+        fleet = f"{result['hosts']} real systemd VMs (hack/fleet) on loopback"
     lines = [
         f"Run {result['started']} on {m['cpus']} cores ({m['cpu_model']}), "
-        f"{m['memory_gib']} GiB, kernel {m['kernel']}; {result['hosts']} real systemd VMs "
-        f"(hack/fleet) on loopback; every sshd pinned to {result['crypto']}.",
+        f"{m['memory_gib']} GiB, kernel {m['kernel']}; {fleet}; every sshd pinned to "
+        f"{result['crypto']}.",
+        *_light_fleet(result),
         f"Load average at start: {result['load_at_start']} (a shared machine: other work "
         "ran beside the bench; each row's own load is in the JSON).",
         "",
@@ -164,6 +174,21 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _light_fleet(result: dict[str, Any]) -> list[str]:
+    lf = result.get("light_fleet") or {}
+    if not result.get("light") or not lf:
+        return []
+    pss = lf.get("pss_per_host_at_start") or lf.get("pss_per_host") or 0
+    return [
+        f"The light fleet: {lf.get('booted', result['hosts'])} hosts booted in "
+        f"{lf.get('boot_seconds', 0):.1f} s (+{lf.get('prepare_seconds', 0):.1f} s of host "
+        f"keys); per host {pss / 2**20:.2f} MiB of PSS (sshd), "
+        f"{lf.get('slab_growth_per_host', 0) / 1024:.0f} KiB of kernel slab; MemAvailable "
+        f"fell by {lf.get('memavailable_drop_per_host', 0) / 2**20:.2f} MiB per host "
+        "(machine-wide, other work included)."
+    ]
+
+
 def save(result: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
@@ -184,7 +209,8 @@ def document(results: Sequence[dict[str, Any]]) -> str:
 
             parts += [f"## Scale: {result['targets']} targets", "", render_scale(result)]
         else:
-            parts += [f"## {result['hosts']} VMs", "", render(result)]
+            kind = "light hosts (sshd alone, no systemd)" if result.get("light") else "VMs"
+            parts += [f"## {result['hosts']} {kind}", "", render(result)]
     return "\n".join(parts).rstrip() + "\n"
 
 

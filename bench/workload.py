@@ -9,11 +9,19 @@ config changed; verify the config's sha256 and run the health command
 The service records the sha256 of the config it started with in /run/benchsvc.loaded,
 so the harness can tell afterwards, for every tool, that a restart happened exactly
 when the config changed (see `bench.fleetctl.verify`).
+
+The light variant, for light hosts (hack/fleet/light.py: sshd alone, no init system),
+is the same directory, config, per-host value and sha256 verify; the service is replaced
+by what every tool can express without systemd: a restart COMMAND, run only when the
+config changed, that records the sha256 of the config it "loaded" in /run/benchsvc.loaded,
+and the health command `sha256sum -c --status /run/benchsvc.loaded` (the config the
+"service" loaded is the one on disk). No unit file, no enable/start step.
 """
 
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +35,19 @@ UNIT_PATH = f"/etc/systemd/system/{UNIT}"
 LOADED = "/run/benchsvc.loaded"
 HEALTH = ("systemctl", "is-active", UNIT)
 HEALTH_SHELL = " ".join(HEALTH)
+
+#: The light variant's restart (argv, no shell of the tool's own needed) and health check.
+#: The restart writes through a temporary file so the health check never sees half a line;
+#: the file's mtime is when the "service" last (re)started.
+LIGHT_RESTART = ("/bin/sh", "-c", f"sha256sum {CONF} > {LOADED}.tmp && mv {LOADED}.tmp {LOADED}")
+LIGHT_RESTART_SHELL = shlex.join(LIGHT_RESTART)
+LIGHT_HEALTH = ("sha256sum", "-c", "--status", LOADED)
+LIGHT_HEALTH_SHELL = " ".join(LIGHT_HEALTH)
+
+
+def health_shell(light: bool) -> str:
+    return LIGHT_HEALTH_SHELL if light else HEALTH_SHELL
+
 
 UNIT_TEXT = f"""\
 [Unit]
@@ -89,13 +110,14 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
 _BlockDumper.add_representer(str, _str)
 
 
-def vmapp_manifest(version: str, per_host: bool = True) -> str:
+def vmapp_manifest(version: str, per_host: bool = True, light: bool = False) -> str:
     """vmapp.yaml: the workload as a vmgitops app folder declares it.
 
     Without `per_host`, every host gets the same bytes (the scale run's simulated hosts
-    replay one real VM's answers, so they must all want the same thing).
+    replay one real VM's answers, so they must all want the same thing). With `light`,
+    the light variant: the restart is a command run on a change of the config.
     """
-    doc = {
+    doc: dict[str, object] = {
         "directories": [{"path": CONF_DIR, "mode": "0755"}],
         "files": [
             {
@@ -116,12 +138,19 @@ def vmapp_manifest(version: str, per_host: bool = True) -> str:
         ],
         "healthChecks": [{"name": "unit", "command": list(HEALTH)}],
     }
+    if light:
+        # vmgitops runs an onChange command when the config's desired content changed (or
+        # it never ran on this host): a drift repair restores the same bytes and does not
+        # run it again, the "service" having loaded exactly those bytes already.
+        del doc["services"], doc["healthChecks"]
+        doc["commands"] = [{"name": "restart", "run": list(LIGHT_RESTART), "onChange": [CONF]}]
+        doc["healthChecks"] = [{"name": "loaded", "command": list(LIGHT_HEALTH)}]
     return str(yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, width=1000))
 
 
-def write_vmapp(folder: Path, version: str, per_host: bool = True) -> Path:
+def write_vmapp(folder: Path, version: str, per_host: bool = True, light: bool = False) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vmapp.yaml").write_text(vmapp_manifest(version, per_host))
+    (folder / "vmapp.yaml").write_text(vmapp_manifest(version, per_host, light))
     return folder
 
 
@@ -154,7 +183,23 @@ echo "$1  {CONF}" | sha256sum -c --quiet
 """
 
 
-def floor_argv(host: str, version: str) -> Sequence[str]:
+#: The light variant of FLOOR_SCRIPT: the same, with the restart command for the service.
+FLOOR_SCRIPT_LIGHT = f"""\
+set -e
+umask 022
+mkdir -p {CONF_DIR}
+t=$(mktemp {CONF_DIR}/.bench.XXXXXX)
+cat > "$t"
+if cmp -s "$t" {CONF}; then rm -f "$t"
+else chmod 0644 "$t"; mv "$t" {CONF}; {LIGHT_RESTART_SHELL}; echo changed; fi
+echo "$1  {CONF}" | sha256sum -c --quiet
+{LIGHT_HEALTH_SHELL}
+"""
+
+
+def floor_argv(host: str, version: str, light: bool = False) -> Sequence[str]:
+    if light:
+        return ("sh", "-c", FLOOR_SCRIPT_LIGHT, "bench-floor", expected_sha(host, version))
     return ("sh", "-c", FLOOR_SCRIPT, "bench-floor", expected_sha(host, version), UNIT_TEXT)
 
 
@@ -178,3 +223,22 @@ STATE_SCRIPT = (
 )
 
 DRIFT_SCRIPT = f"echo 'edited by hand' >> {CONF}"
+
+RESET_SCRIPT_LIGHT = f"rm -rf {CONF_DIR} {LOADED} {LOADED}.tmp /var/lib/vmgitops\n"
+
+#: STATE_SCRIPT for light hosts: "active" when the health command passes, and the
+#: loaded file's mtime in nanoseconds (each restart rewrites it) as the start time.
+STATE_SCRIPT_LIGHT = (
+    f"(sha256sum {CONF} 2>/dev/null || echo none) | cut -d' ' -f1; "
+    f"(cut -d' ' -f1 {LOADED} 2>/dev/null || echo none); "
+    f"if {LIGHT_HEALTH_SHELL} 2>/dev/null; then echo active; else echo failed; fi; "
+    f"stat -c %.9Y {LOADED} 2>/dev/null; true"
+)
+
+
+def reset_script(light: bool) -> str:
+    return RESET_SCRIPT_LIGHT if light else RESET_SCRIPT
+
+
+def state_script(light: bool) -> str:
+    return STATE_SCRIPT_LIGHT if light else STATE_SCRIPT

@@ -23,6 +23,9 @@ def arguments(description: str) -> argparse.Namespace:
     p.add_argument("--generation", type=int, default=1)
     p.add_argument("--mode", default="workload", help="floor: workload, connect, commands")
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument(
+        "--light", action="store_true", help="the light hosts and the light workload variant"
+    )
     return p.parse_args()
 
 

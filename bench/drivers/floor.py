@@ -5,6 +5,7 @@
     --mode workload   per host: a fresh connection and ONE hand-written shell command
                       that does the whole workload (bench.workload.FLOOR_SCRIPT), the
                       config on stdin; batches and a health gate with --batch-percent
+    --light           the light hosts and the light workload (FLOOR_SCRIPT_LIGHT)
 
 No planning, no drift report, no safety (no lock, no atomic multi-file apply, no fence):
 the least any tool could do over SSH for this workload.
@@ -44,7 +45,7 @@ async def connect(h: Host, key: asyncssh.SSHKey) -> asyncssh.SSHClientConnection
 async def main() -> dict[str, Any]:
     args = arguments(__doc__ or "")
     imported = time.monotonic()
-    hosts = load_fleet(args.dev)[: args.hosts]
+    hosts = load_fleet(args.dev, args.light)[: args.hosts]
     key = asyncssh.read_private_key(str(hosts[0].key_file))
     out: dict[str, Any] = {"hosts": len(hosts), "import_seconds": imported - STARTED}
 
@@ -77,7 +78,7 @@ async def main() -> dict[str, Any]:
         config = workload.expected(h.name, args.version)
         async with await connect(h, key) as conn:
             r = await conn.run(
-                asyncssh_cmd(workload.floor_argv(h.name, args.version)),
+                asyncssh_cmd(workload.floor_argv(h.name, args.version, args.light)),
                 input=config.decode(),
                 check=False,
                 timeout=120,
