@@ -8,8 +8,14 @@
 #   BENCH_APISERVER_PORT=56443  BENCH_ETCD_PORT=52379  BENCH_GIT_PORT=49418
 # What to run:
 #   BENCH_SIZES="10 100"   fleet sizes, one full comparison each
+#   BENCH_LIGHT=auto       light hosts (hack/fleet/light.py: sshd alone, no systemd) for
+#                          one more comparison with the light workload, after the VMs are
+#                          down: a number, or "auto" for as many as memory allows
+#                          (light.py capacity: a quarter of MemAvailable at 4 MiB a host,
+#                          at most 1000; BENCH_LIGHT_CAP changes the cap); 0: skip it
 #   BENCH_SCALE=5000       simulated targets for the scale run (0: skip it)
 #   BENCH_ARGS=...         passed to `python -m bench` (e.g. --tools vmgitops-engine,floor)
+#   BENCH_LIGHT_ARGS=...   the same for the light-host run (default: BENCH_ARGS)
 #   BENCH_KEEP=1           leave the bench environment up afterwards
 # Everything runs under `nice` (the machine is shared); loops are bounded in count and time.
 set -euo pipefail
@@ -25,7 +31,8 @@ export APISERVER_PORT="${BENCH_APISERVER_PORT:-56443}"
 export ETCD_PORT="${BENCH_ETCD_PORT:-52379}"
 export GIT_PORT="${BENCH_GIT_PORT:-49418}"
 export KUBECONFIG="$VMGITOPS_DEV/kubeconfig"
-SIZES="${BENCH_SIZES:-10 100}"
+SIZES="${BENCH_SIZES-10 100}"
+LIGHT="${BENCH_LIGHT:-auto}"
 SCALE="${BENCH_SCALE:-5000}"
 VENV="${BENCH_VENV:-$HOME/.cache/vmgitops/bench-venv}"
 export BENCH_VENV="$VENV"
@@ -53,6 +60,7 @@ cleanup() {
     log "taking the bench environment down (BENCH_KEEP=1 keeps it)"
     bash hack/git/serve.sh down >/dev/null 2>&1 || true
     python3 hack/fleet/fleet.py down >/dev/null 2>&1 || true
+    python3 hack/fleet/light.py down >/dev/null 2>&1 || true
     bash hack/controlplane/down.sh >/dev/null 2>&1 || true
   fi
 }
@@ -74,6 +82,25 @@ for n in $SIZES; do
     --git-port "$GIT_PORT" --out "$out" ${BENCH_ARGS:-} || rc=1
   [[ -f "$out" ]] && files+=("$out")
 done
+if [[ "$LIGHT" != 0 ]]; then
+  # The light hosts get the memory the VMs held.
+  python3 hack/fleet/fleet.py down
+  if [[ "$LIGHT" == auto ]]; then
+    LIGHT="$(python3 hack/fleet/light.py capacity --cap "${BENCH_LIGHT_CAP:-1000}")"
+    log "light hosts: $LIGHT fit in the free memory (light.py capacity)"
+  fi
+fi
+if ((LIGHT > 0)); then
+  log "fleet of $LIGHT light hosts"
+  python3 hack/fleet/light.py up "$LIGHT"
+  out="$RESULTS/bench-${LIGHT}light-$STAMP.json"
+  # shellcheck disable=SC2086
+  .venv/bin/python -m bench --light --dev "$VMGITOPS_DEV" --work "$WORK/light$LIGHT" \
+    --hosts "$LIGHT" --git-port "$GIT_PORT" --out "$out" ${BENCH_LIGHT_ARGS-${BENCH_ARGS:-}} \
+    || rc=1
+  [[ -f "$out" ]] && files+=("$out")
+  python3 hack/fleet/light.py down
+fi
 if ((SCALE > 0)); then
   # The scale run needs the memory and cores the VMs hold: they go first.
   python3 hack/fleet/fleet.py down
