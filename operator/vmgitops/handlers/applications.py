@@ -24,7 +24,7 @@ from vmgitops.handlers import targets as target_handlers
 from vmgitops.kube.client import Kube, NotFound
 from vmgitops.reconcile.app_controller import AppReconciler, Deps
 from vmgitops.reconcile.app_driver import SSHDriver
-from vmgitops.reconcile.app_targets import TargetStatusBook
+from vmgitops.reconcile.app_targets import TargetStatusBook, catch_up
 from vmgitops.source import GitSource
 
 log = logging.getLogger("vmgitops.applications")
@@ -32,6 +32,9 @@ APPS = (meta.GROUP, meta.VERSION, meta.APPLICATION.plural)
 TARGETS = (meta.GROUP, meta.VERSION, meta.TARGET.plural)
 #: Seconds between two garbage collections of Git checkouts.
 GC_INTERVAL = 600.0
+#: Seconds a new application's first tick waits for the target index to hold every
+#: target the API server lists in its namespace (see reconcile.app_targets.catch_up).
+INDEX_CATCH_UP = 120.0
 
 _wake: dict[str, asyncio.Event] = {}
 _reconcilers: dict[str, AppReconciler] = {}
@@ -41,6 +44,8 @@ _book: TargetStatusBook | None = None
 _by_key: kopf.Index[Any, Any] | None = None
 _gc = {"last": 0.0}
 _gc_lock: asyncio.Lock | None = None
+#: namespace -> (when it started, the running or finished catch-up of its target index).
+_catch_ups: dict[str, tuple[float, asyncio.Future[set[str]]]] = {}
 
 
 def _git() -> GitSource:
@@ -102,14 +107,19 @@ def _light(namespace: str | None, name: str, body: kopf.Body) -> dict[str, Any]:
     }
 
 
+# Index handlers are coroutines: kopf runs a plain function in a worker thread, one
+# thread hop per handler per watch event, and at thousands of targets that queue made
+# the index lag a minute behind the watch.
 @kopf.index(*TARGETS)
-def targets_by_namespace(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+async def targets_by_namespace(
+    *, namespace: str | None, name: str, body: kopf.Body, **_: Any
+) -> Any:
     # Label selection needs labels; the index keeps them with what a sync needs.
     return {namespace: _light(namespace, name, body)}
 
 
 @kopf.index(*TARGETS)
-def app_targets_by_key(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+async def app_targets_by_key(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     """(namespace, name) -> labels, resourceVersion and status.applications: one lookup
     per target instead of a walk over its namespace."""
     m = body.get("metadata") or {}
@@ -195,6 +205,57 @@ async def _forget_application(namespace: str, name: str, by_ns: kopf.Index[Any, 
     metrics_mod.current().app_forgotten(namespace, name)
 
 
+async def _index_caught_up(
+    key: str, namespace: str, by_ns: kopf.Index[Any, Any], since: float, stopped: Any
+) -> None:
+    """Before a new application's first selection: the target index holds every target
+    the API server has in the namespace, or INDEX_CATCH_UP has passed.
+
+    Applications created together share one check per namespace (one metadata-only
+    list), as long as it started after they did.
+    """
+    entry = _catch_ups.get(namespace)
+    if entry is None or entry[0] < since:
+        check: asyncio.Future[set[str]] = asyncio.ensure_future(
+            catch_up(
+                lambda: _api().names(meta.TARGET, namespace),
+                lambda: {str(t["metadata"]["name"]) for t in by_ns.get(namespace, [])},
+                patience=INDEX_CATCH_UP,
+            )
+        )
+        entry = _catch_ups[namespace] = (time.monotonic(), check)
+    fut = entry[1]
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        # asyncio.wait cancels neither: a daemon that stops leaves the shared check be.
+        await asyncio.wait([fut, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        await asyncio.gather(stop, return_exceptions=True)
+    if not fut.done():
+        return  # stopping
+    exc = fut.exception()
+    if exc is not None:
+        log.warning(
+            "%s: could not list the namespace's targets (%s); selecting from the "
+            "operator's index as it is",
+            key,
+            type(exc).__name__,
+        )
+        log.debug("%s: listing targets failed", key, exc_info=exc)
+        return
+    missing = fut.result()
+    if missing:
+        log.warning(
+            "%s: %d target(s) the API server lists are not in the operator's index after "
+            "%.0fs (%s); they join when indexed",
+            key,
+            len(missing),
+            INDEX_CATCH_UP,
+            ", ".join(sorted(missing)[:5]),
+        )
+
+
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
     """Until `delay` passes, the application is woken, or the daemon is asked to stop."""
     waiters = [
@@ -216,6 +277,7 @@ async def application_daemon(
     *, body: kopf.Body, stopped: kopf.DaemonStopped, **kwargs: Any
 ) -> None:
     global _by_key
+    started = time.monotonic()
     namespace, name = str(body.meta.namespace), str(body.meta.name)
     key = f"{namespace}/{name}"
     wake = _wake.setdefault(key, asyncio.Event())
@@ -284,6 +346,7 @@ async def application_daemon(
     _reconcilers[key] = reconciler
     deleted = False
     try:
+        await _index_caught_up(key, namespace, by_ns, started, stopped)
         while not stopped:
             wake.clear()
             try:

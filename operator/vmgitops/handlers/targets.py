@@ -142,7 +142,7 @@ def state() -> _State:
 
 
 @kopf.index("", "v1", "secrets", when=lambda body, **_: body.get("type") in CREDENTIAL_TYPES)
-def credential_secrets(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+async def credential_secrets(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     # The index holds the Secrets in memory so that a probe costs no API call; only the
     # types that can hold credentials are kept.
     return {
@@ -178,13 +178,15 @@ def _snapshot(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Index handlers are coroutines, not plain functions: kopf runs those in worker
+# threads, a thread hop per handler per watch event (see handlers/applications.py).
 @kopf.index(*TARGETS)
-def target_bodies(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
+async def target_bodies(*, namespace: str | None, name: str, body: kopf.Body, **_: Any) -> Any:
     return {(namespace, name): _snapshot(body)}
 
 
 @kopf.index(*TARGETS)
-def target_references(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
+async def target_references(*, namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> Any:
     """("secret", ns, secret) and ("bastion", ns, target) -> the targets that use them."""
     refs: dict[tuple[str, str | None, str], str] = {}
     for secret in target_probe.referenced_secrets(spec):

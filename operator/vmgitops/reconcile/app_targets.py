@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -115,3 +116,41 @@ class TargetStatusBook:
     def forget(self, namespace: str, name: str) -> None:
         self._written.pop((namespace, name), None)
         self._locks.pop((namespace, name), None)
+
+
+#: Lists the names of every target the API server holds in the namespace now.
+NameLister = Callable[[], Awaitable[set[str]]]
+
+
+async def catch_up(
+    listed: NameLister,
+    indexed: Callable[[], set[str]],
+    *,
+    patience: float,
+    poll: float = 0.5,
+    relist: float = 15.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> set[str]:
+    """Waits until the operator's target index holds every target the API server lists;
+    returns the names still missing after `patience` seconds (empty: caught up).
+
+    kopf's index follows the watch stream, and only the operator's start waits for it to
+    be complete. A busy operator (thousands of targets just created, each event indexed
+    in turn) may be a minute behind the API server; an application created meanwhile
+    would otherwise select the part of its fleet that happens to be indexed, size its
+    batches for that part, and take the rest as TargetJoined a tick later. The list is
+    taken again now and then, so that a target deleted before it was indexed does not
+    hold the wait to the end.
+    """
+    deadline = clock() + patience
+    names = await listed()
+    listed_at = clock()
+    while True:
+        missing = names - indexed()
+        if not missing or clock() >= deadline:
+            return missing
+        await sleep(poll)
+        if clock() - listed_at >= relist:
+            names = await listed()
+            listed_at = clock()

@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from vmgitops.reconcile.app_targets import TargetStatusBook
+import pytest
+
+from vmgitops.reconcile.app_targets import TargetStatusBook, catch_up
 
 
 class FakeAPI:
@@ -78,3 +80,64 @@ async def test_removal_and_missing_targets() -> None:
     assert api.patches == [("vm1", [{"name": "db"}])]
     assert not book.has_entry("ns", "vm1", "web")
     assert await book.write("ns", "web", {"vm1": None}) == 0
+
+
+class Clock:
+    """A fake monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("api", "indexed_at", "patience", "missing", "lists"),
+    [
+        pytest.param({"a", "b"}, {"a": 0, "b": 0}, 60, set(), 1, id="already-indexed"),
+        pytest.param(
+            {"a", "b", "c"}, {"a": 0, "b": 3, "c": 7}, 60, set(), 1, id="waits-for-the-lag"
+        ),
+        pytest.param({"a", "b"}, {"a": 0}, 5, {"b"}, 1, id="gives-up-after-patience"),
+        pytest.param(set(), {}, 60, set(), 1, id="empty-namespace"),
+    ],
+)
+async def test_catch_up_waits_for_the_index(
+    api: set[str], indexed_at: dict[str, float], patience: float, missing: set[str], lists: int
+) -> None:
+    clock = Clock()
+    calls = []
+
+    async def listed() -> set[str]:
+        calls.append(clock.now)
+        return set(api)
+
+    def indexed() -> set[str]:
+        return {n for n, t in indexed_at.items() if t <= clock.now}
+
+    got = await catch_up(listed, indexed, patience=patience, clock=clock, sleep=clock.sleep)
+    assert got == missing
+    assert len(calls) == lists
+    if not missing:
+        assert clock.now == max(indexed_at.values(), default=0)
+
+
+async def test_catch_up_relists_so_a_deleted_target_does_not_hold_it() -> None:
+    clock = Clock()
+    api = {"a", "gone"}
+
+    async def listed() -> set[str]:
+        return set(api)
+
+    def indexed() -> set[str]:
+        if clock.now >= 2:
+            api.discard("gone")  # deleted before the watch delivered it
+        return {"a"}
+
+    got = await catch_up(listed, indexed, patience=120, relist=10, clock=clock, sleep=clock.sleep)
+    assert got == set()
+    assert 10 <= clock.now < 11
