@@ -143,12 +143,14 @@ def _wake_namespace(namespace: str | None) -> None:
 
 @kopf.on.event(*APPS)
 async def application_event(*, body: kopf.Body, type: str, **_: Any) -> None:
-    ev = _wake.get(f"{body.meta.namespace}/{body.meta.name}")
+    key = f"{body.meta.namespace}/{body.meta.name}"
+    ev = _wake.get(key)
     if ev is None:
         return
-    annotations = body.meta.annotations
-    changed = body.status.get("observedGeneration") != body.meta.get("generation")
-    if changed or meta.ANNOTATION_SYNC in annotations or meta.ANNOTATION_REFRESH in annotations:
+    reconciler = _reconcilers.get(key)
+    # The reconciler knows what its last tick consumed: its own writes (made while the
+    # request annotation is still set) do not start another full pass of every target.
+    if reconciler is None or reconciler.woken_by(body):
         ev.set()
 
 

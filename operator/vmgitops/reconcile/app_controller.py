@@ -44,6 +44,8 @@ StatusWriter = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 TargetsWriter = Callable[[Mapping[str, Mapping[str, Any] | None]], Awaitable[None]]
 #: Events name at most this many targets.
 NAMED = 5
+#: The annotations that ask for a tick now.
+REQUESTS = (meta.ANNOTATION_REFRESH, meta.ANNOTATION_SYNC)
 
 
 class Source(Protocol):
@@ -120,6 +122,11 @@ class Memory:
     #: Our last status write: (resourceVersion, status), fresher than a lagging watch.
     written: tuple[str, dict[str, Any]] | None = None
     ticks: int = 0
+    #: The generation the last tick reconciled, and the refresh/sync annotation values
+    #: it acted on: events that carry only these (our own writes, seen while the
+    #: annotation is still set) are no reason for another full pass.
+    tick_generation: int | None = None
+    consumed: dict[str, str] = field(default_factory=dict)
 
 
 def _short(revision: str | None) -> str:
@@ -282,6 +289,10 @@ class AppReconciler:
         sync_now = meta.ANNOTATION_SYNC in annotations
         now = datetime.now(UTC)
         self.mem.ticks += 1
+        self.mem.tick_generation = generation
+        for a in REQUESTS:
+            if a in annotations:
+                self.mem.consumed[a] = str(annotations[a])
 
         revision, error = await self._source(spec, generation, refresh or sync_now, status)
         targets = self._selected(spec)
@@ -320,7 +331,7 @@ class AppReconciler:
         if ctx is not None and not decision.runs and not any(v.needs_apply for v in views.values()):
             # Nothing differs under this spec: a later drift is not "the spec changed".
             self.mem.op_generation = generation
-        handled = [a for a in (meta.ANNOTATION_REFRESH, meta.ANNOTATION_SYNC) if a in annotations]
+        handled = [a for a in REQUESTS if a in annotations]
 
         async def answered() -> None:
             # Removed once acted on: before a rollout that may take long (so that a new
@@ -343,6 +354,25 @@ class AppReconciler:
                 self.deps.event("Warning", "SyncNotStarted", f"sync requested: {decision.reason}")
         await self._report(spec, status, views, revision, error, generation, now, new_status, op)
         return self._next_tick(spec, op, decision, now)
+
+    def woken_by(self, body: Mapping[str, Any]) -> bool:
+        """Whether a watch event of the application asks for a tick: a spec the last tick
+        did not reconcile, or a refresh/sync request it did not act on. Our own status
+        writes, seen while the request we consumed is still set (it is removed only after
+        the operation it started is in status), ask for nothing."""
+        meta_ = body.get("metadata") or {}
+        annotations = meta_.get("annotations") or {}
+        for a in REQUESTS:
+            if a not in annotations:
+                # Removed (by us, once handled): the same value set again is a new request.
+                self.mem.consumed.pop(a, None)
+        generation = meta_.get("generation")
+        observed = (body.get("status") or {}).get("observedGeneration")
+        if generation != observed and generation != self.mem.tick_generation:
+            return True
+        return any(
+            a in annotations and self.mem.consumed.get(a) != str(annotations[a]) for a in REQUESTS
+        )
 
     def _note_drift(self, views: Mapping[str, TargetView], revision: str | None) -> None:
         drifted = sorted(n for n, v in views.items() if v.drifted(revision))

@@ -404,3 +404,58 @@ async def test_a_spec_change_with_nothing_to_sync_does_not_heal_later_drift(
     await r.tick(w.body)
     assert w.fleet.synced == [], "drift is healed only with selfHeal"
     assert "DriftDetected" in w.reasons()
+
+
+def event(w: World, annotations: dict[str, str] | None, generation: int = 1) -> dict[str, Any]:
+    """A watch event of the application as kopf would deliver it."""
+    return {
+        "metadata": {
+            "name": "web",
+            "namespace": "ns",
+            "generation": generation,
+            "annotations": dict(annotations or {}),
+        },
+        "status": dict(w.status),
+    }
+
+
+@pytest.mark.parametrize(
+    ("annotation", "automated"),
+    [
+        pytest.param("vmgitops.io/refresh", {"selfHeal": True}, id="refresh-nothing-to-do"),
+        pytest.param("vmgitops.io/sync", None, id="sync-runs-an-operation"),
+    ],
+)
+async def test_own_writes_while_the_request_is_set_ask_for_no_other_pass(
+    tmp_path: Path, annotation: str, automated: dict[str, Any] | None
+) -> None:
+    w = World(tmp_path, fleet(REV, "vm1", "vm2"))
+    if automated is None:
+        w.spec()
+    r = w.reconciler()
+    await r.tick(w.body)  # the application's first tick
+    w.body["metadata"]["annotations"] = {annotation: "bench"}
+    assert r.woken_by(event(w, {annotation: "bench"})), "a new request wakes the daemon"
+    await r.tick(w.body)
+    assert w.removed == [annotation]
+    # The status writes of that tick, watched before the annotation's removal arrives.
+    assert not r.woken_by(event(w, {annotation: "bench"}))
+    # The removal arrives; the same value set again later is a new request.
+    assert not r.woken_by(event(w, {}))
+    assert r.woken_by(event(w, {annotation: "bench"}))
+    # Another value, while the consumed one would still be set: a new request too.
+    r.mem.consumed[annotation] = "bench"
+    assert r.woken_by(event(w, {annotation: "again"}))
+
+
+async def test_a_new_spec_wakes_but_not_the_one_being_reconciled(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(REV, "vm1"))
+    r = w.reconciler()
+    assert r.woken_by(event(w, None)), "nothing reconciled yet"
+    await r.tick(w.body)
+    assert not r.woken_by(event(w, None))
+    # Generation 2 while the tick reconciling it has not written observedGeneration yet.
+    w.spec(generation=2, automated={"selfHeal": True})
+    assert r.woken_by(event(w, None, generation=2))
+    r.mem.tick_generation = 2
+    assert not r.woken_by(event(w, None, generation=2))
