@@ -236,3 +236,29 @@ def test_missing_branch_is_named(config: Config) -> None:
         commit_revisions(
             repo, BasicAuth("promoter", PASSWORD), SourcePolicy(), "release", [vmapp_edit()], "m"
         )
+
+
+def test_a_push_made_before_a_restart_is_found_not_pushed_again(config: Config) -> None:
+    """The operator died after its push, before recording it: the same edits again push
+    nothing and name the commit already pushed (found by the Promotion in its message,
+    whole line: ns/p1 is not ns/p1-2)."""
+    message = f"Promote web-prod to {NEW[:12]}\n\nPromotion: ns/p1\nRevision: {NEW}\n"
+    first = commit(config, [vmapp_edit()], message=message)
+    assert first.commit
+    config.work.run("pull", "-q", "origin", "main")
+    config.work.write("README.md", "config, edited later\n")
+    config.work.commit("docs")
+    config.work.push("main")
+    repo = parse_repo_url(config.url)
+    creds = BasicAuth("promoter", PASSWORD)
+
+    def again(identify: tuple[str, ...]) -> CommitResult:
+        return commit_revisions(
+            repo, creds, SourcePolicy(), "main", [vmapp_edit()], message, identify=identify
+        )
+
+    found = again(("Promotion: ns/p1", "Promote ", f"Revision: {NEW}"))
+    assert (found.commit, found.changed) == (first.commit, ())
+    assert again(("Promotion: ns/p", "Promote ")).commit is None  # a prefix is not the name
+    assert again(("Promotion: ns/p1", "Roll back ")).commit is None  # not a rollback
+    assert config.server.pushes == 1

@@ -5,7 +5,11 @@ revision while the promotion is Pending, and hands everything to `policy.decide`
 status is written before a side effect (so a restart resumes it, with the revisions to
 roll back to already recorded) and again after it. Side effects are idempotent: a patch
 to the same revision changes nothing, and a Git commit is only made when a file's value
-differs.
+differs (a restart after a push that status does not know of finds the pushed commit
+by its message and pushes nothing).
+
+`crashpoints.reached` marks where the chaos tests may kill the process (a no-op unless
+their environment variable is set).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from vmgitops.api.promotion import (
     PromotionStatus,
 )
 from vmgitops.kube.client import NotFound
-from vmgitops.promotion import policy
+from vmgitops.promotion import crashpoints, policy
 from vmgitops.promotion.gitcommit import Edit, GitCommitError, commit_revisions
 from vmgitops.promotion.objects import Objects, status_patch
 from vmgitops.promotion.policy import (
@@ -51,7 +55,7 @@ from vmgitops.promotion.state import AppState, app_state
 from vmgitops.promotion.yamledit import DocumentMatch
 from vmgitops.source import GitSource, RevisionNotFound, SourceError, credentials_from_secret
 from vmgitops.source.resolver import refuse_unsafe_resolution
-from vmgitops.source.urls import URLRefused, parse_repo_url
+from vmgitops.source.urls import RepoURL, URLRefused, parse_repo_url
 
 log = logging.getLogger("vmgitops.promotions")
 
@@ -86,6 +90,8 @@ class _Memo:
     change while the promotion is Pending, and asking every few seconds costs a round trip)."""
 
     revisions: dict[str, RevisionCheck] = field(default_factory=dict)
+    #: gitCommit.repoURL -> (reason, message) when the URL policy refuses it, else None.
+    refused: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
 
 class PromotionEngine:
@@ -209,6 +215,10 @@ class PromotionEngine:
             destinations=dests,
             approved_by=approved or None,
         )
+        if facts.phase in (PromotionPhase.PENDING, PromotionPhase.WAITING_FOR_APPROVAL):
+            # A refused gitCommit.repoURL fails the promotion before anything is written
+            # (not after the soak and the approval, at the first push).
+            facts = replace(facts, refused=await self._refused_target(spec))
         if facts.phase is PromotionPhase.PENDING:
             created = parse_time(meta_.get("creationTimestamp"))
             facts = replace(facts, conflicts=await self._conflicts(created, spec))
@@ -230,20 +240,59 @@ class PromotionEngine:
                     return decision.requeue
                 facts = replace(facts, revision=check)
         decision = policy.decide(facts)
+        if decision.action is Action.WRITE and facts.phase is not PromotionPhase.PROMOTING:
+            crashpoints.reached("decided", self.name)
+        if (
+            facts.phase is decision.phase is PromotionPhase.VERIFYING
+            and decision.action is Action.NONE
+        ):
+            crashpoints.reached("verifying", self.name)
         if decision.action is not Action.ROLLBACK:
             # Recorded before the write: previousRevisions must be stored first.
             status = await self._record(body, status, decision)
         if decision.action is Action.WRITE:
+            crashpoints.reached("promoting", self.name)
             facts = replace(facts, status=status)
             outcome = await self._write(spec, status, facts)
+            crashpoints.reached("written", self.name)
             decision = policy.after_write(replace(facts, now=self.deps.clock()), outcome)
         if decision.action is Action.ROLLBACK:
-            # The final phase is written only once the previous revisions are back: a
-            # restart in between finds the promotion still verifying and rolls back again.
+            # The rollback is recorded first and the final phase written only once the
+            # previous revisions are back: a restart in between finishes the rollback.
+            underway = policy.rolling_back(decision, status.phase or PromotionPhase.VERIFYING)
+            status = await self._record(body, status, underway)
+            crashpoints.reached("rollback", self.name)
             outcome = await self._rollback(spec, status, decision, dests)
-            decision = policy.after_rollback(decision, outcome, self.deps.clock())
+            crashpoints.reached("restored", self.name)
+            decision = policy.after_rollback(decision, outcome, self.deps.clock(), underway)
         status = await self._record(body, status, decision)
         return decision.requeue
+
+    async def _refused_target(self, spec: PromotionSpec) -> tuple[str, str] | None:
+        """(reason, message) when the URL policy refuses gitCommit.repoURL (memoized: the
+        host name check asks DNS)."""
+        target = spec.git_commit
+        if spec.method is not PromotionMethod.GIT_COMMIT or target is None:
+            return None
+        url = target.repo_url
+        if url not in self.memo.refused:
+            try:
+                await self._checked_repo(url)
+                self.memo.refused[url] = None
+            except URLRefused as exc:
+                self.memo.refused[url] = ("RepoURLRefused", str(exc))
+            except SourceError as exc:
+                self.memo.refused[url] = (str(exc.reason), exc.message)
+        return self.memo.refused[url]
+
+    async def _checked_repo(self, url: str) -> RepoURL:
+        """The parsed URL when the operator's Git URL policy allows it (raises URLRefused
+        or RepoURLRefused): link-local and metadata hosts, by literal or by name, only
+        with VMGITOPS_GIT_ALLOW_INSECURE_HOSTS, as for a VMApplication's repoURL."""
+        repo = parse_repo_url(url, self.deps.source.policy)
+        if not self.deps.source.policy.allow_insecure_hosts:
+            await asyncio.to_thread(refuse_unsafe_resolution, repo)
+        return repo
 
     async def _repo_creds(
         self, spec: PromotionSpec, source: AppState, dests: Mapping[tuple[str, str], AppState]
@@ -299,6 +348,8 @@ class PromotionEngine:
         stored = new.to_dict()
         patch = status_patch(raw, stored)
         if patch:
+            if decision.final:
+                crashpoints.reached("final", self.name)
             await self.deps.objects.kube.patch_status(
                 meta.PROMOTION, self.namespace, self.name, patch
             )
@@ -339,7 +390,7 @@ class PromotionEngine:
             f"Revision: {revision}\n"
         )
         if spec.method is PromotionMethod.GIT_COMMIT:
-            return await self._commit(spec, values, message)
+            return await self._commit(spec, values, message, ("Promote ", f"Revision: {revision}"))
         return await self._patch(spec, values, facts.destinations)
 
     async def _rollback(
@@ -357,7 +408,7 @@ class PromotionEngine:
             + "".join(f"{k}: {v}\n" for k, v in sorted(values.items()))
         )
         if spec.method is PromotionMethod.GIT_COMMIT:
-            return await self._commit(spec, values, message)
+            return await self._commit(spec, values, message, ("Roll back ",))
         return await self._patch(spec, values, dests)
 
     async def _patch(
@@ -415,8 +466,15 @@ class PromotionEngine:
         return last
 
     async def _commit(
-        self, spec: PromotionSpec, values: Mapping[str, str], message: str
+        self,
+        spec: PromotionSpec,
+        values: Mapping[str, str],
+        message: str,
+        marks: Sequence[str],
     ) -> WriteOutcome:
+        """Commits `values` with `message`; when the files already hold them (a push
+        made before a restart), the commit is the newest whose message names this
+        Promotion and starts its lines with each of `marks`."""
         target = spec.git_commit
         assert target is not None  # the spec validator requires it for GitCommit
         edits = []
@@ -433,8 +491,7 @@ class PromotionEngine:
             else:
                 edits.append(Edit(key, match, target.path, target.key, values[key]))
         try:
-            repo = parse_repo_url(target.repo_url, self.deps.source.policy)
-            await asyncio.to_thread(refuse_unsafe_resolution, repo)
+            repo = await self._checked_repo(target.repo_url)
             secret_name = target.credentials.secret_ref.name if target.credentials else None
             secret = await self._credentials(secret_name) if secret_name else None
             creds = credentials_from_secret(secret)
@@ -456,25 +513,31 @@ class PromotionEngine:
                     edits,
                     message,
                     timeout=self.deps.git_timeout,
+                    identify=(f"Promotion: {self.namespace}/{self.name}", *marks),
                 )
             except GitCommitError as exc:
                 last = exc
                 if not exc.retryable:
                     break
-                await asyncio.sleep(self.deps.retry_delay * (attempt + 1))
+                if attempt + 1 < WRITE_ATTEMPTS:
+                    await asyncio.sleep(self.deps.retry_delay * (attempt + 1))
                 continue
             log.info(
                 "%s/%s: %s to %s (%s), attempt(s) %d",
                 self.namespace,
                 self.name,
-                f"pushed {short(result.commit)}" if result.commit else "nothing to commit",
+                f"pushed {short(result.commit)}"
+                if result.changed
+                else f"nothing to commit (already pushed as {short(result.commit)})"
+                if result.commit
+                else "nothing to commit",
                 repo.display,
                 target.branch,
                 result.attempts,
             )
             return WriteOutcome(written=result.changed, commit=result.commit)
         assert last is not None
-        return WriteOutcome(error=last.message, reason=last.reason)
+        return WriteOutcome(error=last.message, reason=last.reason, retryable=last.retryable)
 
 
 class RevisionLookupFailed(Exception):

@@ -279,9 +279,15 @@ def commit_revisions(
     message: str,
     *,
     timeout: float = 120.0,
+    identify: Sequence[str] = (),
 ) -> CommitResult:
     """Clones `branch`, applies `edits`, commits with `message` and pushes, rebasing and
-    retrying while the push is refused because the branch moved. Raises GitCommitError."""
+    retrying while the push is refused because the branch moved. Raises GitCommitError.
+
+    When every value already is what it should be, nothing is pushed; the result names
+    the newest commit of the branch with a message line starting with each of
+    `identify` (the commit an earlier attempt pushed before its caller could record it),
+    or None."""
     try:
         check_fit(creds, repo, policy)
     except SourceError as exc:  # GitCredentialsInvalid: says what to fix, holds no secret
@@ -294,7 +300,7 @@ def commit_revisions(
         clone.must(["checkout", "--quiet", "-B", branch, upstream], "checkout")
         changed = _apply(clone, edits)
         if not changed:
-            return CommitResult(None, (), 0)
+            return CommitResult(_pushed_before(clone, upstream, identify), (), 0)
         clone.must(["add", "--all", "--", "."], "git add")
         clone.must(["commit", "--quiet", "--no-verify", "-m", message], "git commit")
         for attempt in range(1, MAX_PUSH_ATTEMPTS + 1):
@@ -308,7 +314,7 @@ def commit_revisions(
                 clone.must(["reset", "--quiet", "--hard", upstream], "reset")
                 changed = _apply(clone, edits)
                 if not changed:
-                    return CommitResult(None, (), attempt)
+                    return CommitResult(_pushed_before(clone, upstream, identify), (), attempt)
                 clone.must(["add", "--all", "--", "."], "git add")
                 clone.must(["commit", "--quiet", "--no-verify", "-m", message], "git commit")
         raise GitCommitError(
@@ -319,6 +325,24 @@ def commit_revisions(
         )
     finally:
         clone.close()
+
+
+_ERE_SPECIAL = re.compile(r"([.\[\]()*+?{}|^$\\])")
+
+
+def _pushed_before(clone: _Clone, upstream: str, identify: Sequence[str]) -> str | None:
+    """The newest commit of `upstream` whose message has a line starting with each of
+    `identify` (whole lines for those ending in a name, see `commit_revisions`)."""
+    if not identify:
+        return None
+    args = ["log", "-1", "--format=%H", "--extended-regexp", "--all-match"]
+    for line in identify:
+        pattern = "^" + _ERE_SPECIAL.sub(r"\\\1", line)
+        # "Promotion: ns/name" must not match "Promotion: ns/name-2": whole line.
+        args.append(f"--grep={pattern}" + ("" if line.endswith(" ") else "$"))
+    result = clone.run([*args, upstream, "--"])
+    found = result.stdout.strip() if result.ok else ""
+    return found or None
 
 
 def edits_summary(values: Mapping[str, str]) -> str:

@@ -12,7 +12,11 @@ for humans, the status fields to set and when to look again.
 
 Bad input fails before anything is written. `previousRevisions` is recorded in the same
 status write that enters Promoting, before the first destination changes, so a restart
-in the middle resumes with the right revisions to roll back to.
+in the middle resumes with the right revisions to roll back to. A rollback is recorded
+(`rolling_back`) before the previous revisions are written back, so a restart in the
+middle finishes it (`decide` resumes it) instead of waiting for a failure the rollback
+already hid. A Git server that is down or failing leaves the write (or the rollback) to
+be tried again every `RETRY_GIT` seconds, its reason in status; refusals fail at once.
 """
 
 from __future__ import annotations
@@ -81,6 +85,10 @@ class Action(StrEnum):
 POLL_SOURCE = 5.0
 POLL_APPROVAL = 30.0
 POLL_VERIFY = 3.0
+#: Seconds before a write (or rollback) that Git refused for a passing reason is retried.
+RETRY_GIT = 15.0
+#: Starts the message of a rollback recorded but not yet done (see `rolling_back`).
+ROLLING_BACK = "restoring the previous revisions: "
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,9 @@ class Facts:
     """Git's answer for `revision_to_check`; None when no check was needed or possible."""
     conflicts: Sequence[PromotionRecord] = ()
     """Older active Promotions that write one of the same destinations."""
+    refused: tuple[str, str] | None = None
+    """GitCommit: (reason, message) when the operator's Git URL policy refuses
+    gitCommit.repoURL (RepoURLRefused); None when allowed or not checked."""
 
     @property
     def phase(self) -> PromotionPhase:
@@ -162,6 +173,8 @@ class WriteOutcome:
     """Destinations (previousRevisions keys) that were changed before the error."""
     commit: str | None = None
     """GitCommit: the commit pushed."""
+    retryable: bool = False
+    """The error may pass by itself (Git down, 5xx, timeout): try again later."""
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -265,6 +278,9 @@ def decide(facts: Facts) -> Decision:
     phase = facts.phase
     if phase.is_final:
         return Decision(phase, facts.status.reason or phase.value, facts.status.message)
+    resumed = _resume_rollback(facts)
+    if resumed is not None:
+        return resumed
     if phase is Phase.PENDING:
         return _pending(facts)
     if phase is Phase.WAITING_FOR_APPROVAL:
@@ -284,6 +300,9 @@ def _bad_input(facts: Facts) -> Decision | None:
             "another application",
             now,
         )
+    if facts.refused is not None:
+        reason, message = facts.refused
+        return _fail(reason, f"gitCommit.repoURL: {message}; nothing was changed", now)
     lost = [r for r in [spec.from_, *spec.to] if not _state(facts, r).exists]
     if lost:
         what = ", ".join(
@@ -446,6 +465,17 @@ def _promoting(facts: Facts) -> Decision:
     updates: dict[str, Any] = {}
     if not facts.status.previous_revisions:
         updates["previous_revisions"] = previous_revisions(facts)
+    if facts.status.reason and facts.status.reason != Reason.PROMOTING:
+        # A retry after Git failed: the reason stays in status until the write succeeds
+        # (no flapping back to Promoting between two failed attempts).
+        return Decision(
+            Phase.PROMOTING,
+            facts.status.reason,
+            facts.status.message,
+            action=Action.WRITE,
+            updates=updates,
+            requeue=0.0,
+        )
     return Decision(
         Phase.PROMOTING,
         Reason.PROMOTING,
@@ -470,6 +500,14 @@ def after_write(facts: Facts, outcome: WriteOutcome) -> Decision:
             requeue=POLL_VERIFY,
         )
     message = f"writing {short(revision)} failed: {outcome.error}"
+    if outcome.retryable and not outcome.written:
+        return Decision(
+            Phase.PROMOTING,
+            outcome.reason,
+            f"{message}; nothing was changed; trying again every {RETRY_GIT:.0f}s "
+            "(delete the Promotion to give up)",
+            requeue=RETRY_GIT,
+        )
     if outcome.written and facts.spec.rollback_on_failure:
         return Decision(
             Phase.ROLLED_BACK,
@@ -538,8 +576,56 @@ def _verification_failed(facts: Facts, reason: str, details: str) -> Decision:
     return _fail(reason, details, facts.now)
 
 
-def after_rollback(decision: Decision, outcome: WriteOutcome, now: datetime) -> Decision:
-    """RolledBack when the previous revisions were written back, else Failed."""
+def rolling_back(decision: Decision, phase: PromotionPhase) -> Decision:
+    """What status says while a rollback is under way: still `phase` (not final), the
+    failure's reason, and the final message behind `ROLLING_BACK`. Written before the
+    previous revisions are, so that a restart finishes the rollback (see
+    `_resume_rollback`): the failure that caused it may no longer be visible by then."""
+    return Decision(
+        phase,
+        decision.reason,
+        ROLLING_BACK + decision.message,
+        updates={k: v for k, v in decision.updates.items() if k != "finished_at"},
+        requeue=RETRY_GIT,
+    )
+
+
+def _resume_rollback(facts: Facts) -> Decision | None:
+    """The rollback a restart (or a Git failure) interrupted, decided again as it was."""
+    status = facts.status
+    if facts.phase not in (Phase.PROMOTING, Phase.VERIFYING):
+        return None
+    if not status.message.startswith(ROLLING_BACK) or status.reason in (
+        None,
+        Reason.PROMOTING,
+        Reason.VERIFYING,
+    ):
+        return None
+    return Decision(
+        Phase.ROLLED_BACK,
+        status.reason,
+        status.message.removeprefix(ROLLING_BACK),
+        action=Action.ROLLBACK,
+        updates={"finished_at": facts.now},
+    )
+
+
+def after_rollback(
+    decision: Decision,
+    outcome: WriteOutcome,
+    now: datetime,
+    underway: Decision | None = None,
+) -> Decision:
+    """RolledBack when the previous revisions were written back; when Git failed for a
+    passing reason, `underway` (the recorded rollback) again, to retry; else Failed."""
+    if outcome.retryable and underway is not None:
+        return Decision(
+            underway.phase,
+            underway.reason,
+            underway.message,
+            updates=underway.updates,
+            requeue=RETRY_GIT,
+        )
     if outcome.error is None:
         commit = {"commit": outcome.commit} if outcome.commit else {}
         return Decision(
