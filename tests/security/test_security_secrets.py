@@ -1,6 +1,8 @@
 """Secret canaries: an SSH key, a sudo password and Git tokens, used on the good paths and
 the error paths, never appear in the operator's DEBUG log (asyncssh's included), Events,
-status, annotations (kopf's included), metrics or error messages.
+status, annotations (kopf's included), metrics or error messages; nor in the commits a
+Promotion by GitCommit pushes with the token (its push and rollback, a wrong token, a
+password or token in gitCommit.repoURL).
 
 Every secret is a fresh canary, searched for plain, base64 (at every alignment, so inside
 a longer base64 string too) and URL-encoded. Objects are created with `kubectl create`,
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 
 from chaos import bed, figures
-from gitserver import SmartHTTPServer, Workdir, init_bare, remove
+from gitserver import SmartHTTPServer, Workdir, git, init_bare, remove
 from testbed import VM
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +39,19 @@ chown deploy:deploy /home/deploy/.ssh/authorized_keys
 chmod 600 /home/deploy/.ssh/authorized_keys
 echo 'deploy ALL=(ALL:ALL) ALL' > /etc/sudoers.d/deploy
 chmod 440 /etc/sudoers.d/deploy
+"""
+
+#: A destination's manifest, where GitCommit promotions write its revision.
+DEST = """\
+---
+apiVersion: vmgitops.io/v1alpha1
+kind: VMApplication
+metadata:
+  name: {name}
+spec:
+  source:
+    repoURL: {url}
+    targetRevision: {revision}
 """
 
 APP = """\
@@ -117,10 +132,17 @@ def test_secret_canaries_never_leak(
     # sudo_vm; both removed afterwards.
     bed.vm_sh(key_vm, f"printf '%s\\n' '{pub}' >> /root/.ssh/authorized_keys")
     bed.vm_sh(sudo_vm, SUDO_SETUP.format(password=sudo_pw, pubkey=pub))
+    repo = f"{server.url}/shop.git"
+    # The configuration the promotions write to: the destinations at the first commit.
+    dests = ("dest-ok", "dest-wrong-token", "dest-password-in-url", "dest-token-as-user")
+    work.write(
+        "envs/dests.yaml",
+        "".join(DEST.format(name=d, url=repo, revision="main") for d in dests),
+    )
+    config_commit = work.commit("configuration")
     work.write(f"apps/{app}/vmapp.yaml", APP.format(app=app))
     work.commit("app")
     work.push("main")
-    repo = f"{server.url}/shop.git"
 
     def ssh_secret(name: str, private: str) -> dict[str, Any]:
         return {
@@ -154,8 +176,10 @@ def test_secret_canaries_never_leak(
         obj["metadata"]["name"] = name
         create(obj)
 
-    def application(name: str, url: str, creds: str | None, selector: str) -> None:
-        source: dict[str, Any] = {"repoURL": url, "targetRevision": "main", "path": f"apps/{app}"}
+    def application(
+        name: str, url: str, creds: str | None, selector: str, revision: str = "main"
+    ) -> None:
+        source: dict[str, Any] = {"repoURL": url, "targetRevision": revision, "path": f"apps/{app}"}
         if creds:
             source["credentials"] = {"secretRef": {"name": creds}}
         create(
@@ -240,6 +264,50 @@ def test_secret_canaries_never_leak(
 
         bed.eventually(synced, timeout=120, what="app-ok Synced on both VMs (key and sudo)")
         paths["vmapp/app-ok Synced"] = "Synced"
+
+        # Promotions by GitCommit from app-ok, pushing with the token (or failing to).
+        for d in dests:
+            application(d, repo, "git-ok", "none", revision=config_commit)
+
+        def promote(name: str, dest: str, url: str, creds: str | None) -> None:
+            git_commit: dict[str, Any] = {"repoURL": url, "branch": "main", "path": "envs"}
+            if creds:
+                git_commit["credentials"] = {"secretRef": {"name": creds}}
+            create(
+                {
+                    "apiVersion": "vmgitops.io/v1alpha1",
+                    "kind": "Promotion",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {
+                        "from": {"name": "app-ok"},
+                        "to": [{"name": dest}],
+                        "method": "GitCommit",
+                        "gitCommit": git_commit,
+                        # Nobody syncs the file: verification times out, the rollback
+                        # pushes again with the token.
+                        "verification": {"timeout": "5s"},
+                    },
+                }
+            )
+
+        pushes_before = server.pushes
+        promote("promo-ok", "dest-ok", repo, "git-ok")
+        promote("promo-wrong-token", "dest-wrong-token", repo, "git-wrong")
+        promote("promo-password-in-url", "dest-password-in-url", pw_url, None)
+        promote("promo-token-as-user", "dest-token-as-user", user_url, None)
+        for name, reasons in (
+            ("promo-ok", {"VerificationTimedOut"}),
+            ("promo-wrong-token", {"GitAuthenticationFailed"}),
+            ("promo-password-in-url", {"RepoURLRefused"}),
+            (
+                "promo-token-as-user",
+                {"GitAuthenticationFailed", "GitFetchFailed", "RepoURLRefused"},
+            ),
+        ):
+            paths[f"promotion/{name} Ready"] = wait_reason("promotion", ns, name, "Ready", reasons)
+        promo_ok = bed.get("promotion", ns, "promo-ok").get("status") or {}
+        assert promo_ok.get("phase") == "RolledBack", promo_ok
+        assert server.pushes - pushes_before == 2, "promo-ok pushes its commit and the rollback"
         for vm in (key_vm, sudo_vm):
             assert bed.vm_out(vm, f"cat /etc/{app}/hello.conf").startswith("hello t-")
         # Let every path run again (the error paths retry, probes repeat), then look.
@@ -252,7 +320,10 @@ def test_secret_canaries_never_leak(
             "metrics": op.metrics(),
             "Events": bed.kubectl("-n", ns, "get", "events", "-o", "json").stdout,
         }
-        for kind in ("vmt", "vmapp"):
+        haystacks["pushed commits (shop.git log)"] = git(
+            "--git-dir", str(server.root / "shop.git"), "log", "-p", "--format=%an %ae%n%B", "main"
+        )
+        for kind in ("vmt", "vmapp", "promotion"):
             for obj in bed.get_all(kind, ns):
                 name = f"{kind}/{obj['metadata']['name']}"
                 haystacks[f"{name} status"] = json.dumps(obj.get("status") or {})
@@ -289,7 +360,7 @@ def test_secret_canaries_never_leak(
             "informative",
             True,
         )
-        figures.at_least(AREA, "good and error paths exercised", len(paths), 8)
+        figures.at_least(AREA, "good and error paths exercised", len(paths), 12)
         figures.count(
             AREA, "secrets found in logs, Events, status, annotations, metrics", len(leaks)
         )
