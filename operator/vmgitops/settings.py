@@ -20,6 +20,14 @@ def _env_int(name: str, default: int) -> int:
     return int(_env_float(name, default))
 
 
+def _env_count(name: str, default: int) -> int:
+    """A whole number of at least 1 (a limit of 0 would stop all work)."""
+    value = _env_int(name, default)
+    if value < 1:
+        raise SystemExit(f"{name}={value} must be at least 1")
+    return value
+
+
 def _env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw == "":
@@ -53,6 +61,11 @@ class Settings:
     )
     max_inflight_commands: int = field(
         default_factory=lambda: _env_int("VMGITOPS_MAX_INFLIGHT_COMMANDS", 512)
+    )
+    #: Targets one VMApplication observes at once in a tick (each a few SSH commands
+    #: over the shared pool, which max_inflight_commands bounds for all of them).
+    observe_concurrency: int = field(
+        default_factory=lambda: _env_count("VMGITOPS_OBSERVE_CONCURRENCY", 32)
     )
     idle_close: float = field(default_factory=lambda: _env_float("VMGITOPS_IDLE_CLOSE", 600))
     metrics_port: int = field(default_factory=lambda: _env_int("VMGITOPS_METRICS_PORT", 8080))

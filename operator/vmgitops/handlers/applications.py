@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from vmgitops import metrics as metrics_mod
+from vmgitops import settings as settings_mod
 from vmgitops.api import meta
 from vmgitops.handlers import targets as target_handlers
 from vmgitops.kube.client import Kube, NotFound
@@ -342,6 +343,7 @@ async def application_daemon(
             event=post,
             metrics=metrics_mod.current(),
             stopping=lambda: bool(stopped),
+            observe_concurrency=settings_mod.current().observe_concurrency,
         ),
     )
     reconciler.live_body = lambda: body

@@ -99,6 +99,7 @@ class Deps:
     target_labels: Callable[[str], Mapping[str, str] | None] | None = None
     metrics: AppMetrics = field(default_factory=NoMetrics)
     stopping: Callable[[], bool] = lambda: False
+    #: Targets observed at once (settings.observe_concurrency, VMGITOPS_OBSERVE_CONCURRENCY).
     observe_concurrency: int = 32
 
 

@@ -3,6 +3,7 @@ writes and posts. The real thing is in tests/e2e/test_applications*.py."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -459,3 +460,26 @@ async def test_a_new_spec_wakes_but_not_the_one_being_reconciled(tmp_path: Path)
     assert r.woken_by(event(w, None, generation=2))
     r.mem.tick_generation = 2
     assert not r.woken_by(event(w, None, generation=2))
+
+
+@pytest.mark.parametrize("limit", [1, 3, 8])
+async def test_observation_runs_at_most_observe_concurrency_at_once(
+    tmp_path: Path, limit: int
+) -> None:
+    w = World(tmp_path, fleet(REV, *(f"vm{i:02d}" for i in range(12))))
+    r = w.reconciler()
+    r.deps.observe_concurrency = limit
+    running, peak = 0, 0
+    observe = w.fleet.observe
+
+    async def slow(target: Mapping[str, Any], ctx: AppContext) -> TargetView:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return await observe(target, ctx)
+
+    w.fleet.observe = slow  # type: ignore[method-assign]
+    await r.tick(w.body)
+    assert peak == limit
