@@ -7,7 +7,7 @@
 #   BENCH_DEV=/tmp/vmgitops-bench-dev  BENCH_FLEET_BASE=120 (VMs on 127.0.120.x)
 #   BENCH_APISERVER_PORT=56443  BENCH_ETCD_PORT=52379  BENCH_GIT_PORT=49418
 # What to run:
-#   BENCH_SIZES="10 100"   fleet sizes, one full comparison each
+#   BENCH_SIZES="10 100"   fleet sizes of systemd VMs, one full comparison each (empty: none)
 #   BENCH_LIGHT=auto       light hosts (hack/fleet/light.py: sshd alone, no systemd) for
 #                          one more comparison with the light workload, after the VMs are
 #                          down: a number, or "auto" for as many as memory allows
