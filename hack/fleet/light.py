@@ -373,8 +373,9 @@ def down() -> None:
         subprocess.run(["umount", "-l", m], check=False)
     if procs:
         raise SystemExit(f"[light] processes left after {STOP_TIMEOUT:.0f}s: {sorted(procs)[:20]}")
-    # A namespace outlives its processes only while something holds it open; wait for the
-    # overlays to be released before removing their upper layers.
+    # No process is left in any host's namespace, so the namespaces and their overlays
+    # are gone (only a bind mount of /proc/PID/ns/mnt, which nothing here makes, would
+    # keep one): their upper layers can go.
     for n in names:
         shutil.rmtree(host_dir(n), ignore_errors=True)
     with contextlib.suppress(OSError):
