@@ -44,6 +44,9 @@ class Settings:
     """Knobs that size the operator to its fleet; defaults suit thousands of targets."""
 
     probe_interval: float = field(default_factory=lambda: _env_float("VMGITOPS_PROBE_INTERVAL", 60))
+    #: Reachability probes a second, fleet-wide: beyond probe_interval * probe_budget
+    #: targets, each target's interval grows to fleet size / budget (0: no limit).
+    probe_budget: float = field(default_factory=lambda: _env_float("VMGITOPS_PROBE_BUDGET", 20))
     #: Probes are spread over this fraction of the interval so 5,000 targets never align.
     probe_jitter: float = field(default_factory=lambda: _env_float("VMGITOPS_PROBE_JITTER", 0.2))
     connect_timeout: float = field(

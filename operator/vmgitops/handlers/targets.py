@@ -34,7 +34,7 @@ from vmgitops import metrics as metrics_mod
 from vmgitops import settings as settings_mod
 from vmgitops.api import meta
 from vmgitops.reconcile import target_probe
-from vmgitops.reconcile.target_status import next_status
+from vmgitops.reconcile.target_status import fleet_probe_interval, next_status, probe_due
 from vmgitops.transport.config import Timeouts
 from vmgitops.transport.keys import KeyCache
 from vmgitops.transport.pool import ConnectionPool, PoolLimits
@@ -90,6 +90,10 @@ class _State:
         #: A digest of each credential Secret's type and data, to see real changes.
         self.secret_digests: dict[tuple[str, str], str] = {}
         self.fanout = asyncio.Semaphore(SECRET_FANOUT)
+        #: When each target was last probed (monotonic), by any trigger.
+        self.probed_at: dict[str, float] = {}
+        #: The per-target probe interval last logged (it grows with the fleet).
+        self.announced_interval = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
         self._kube: Any = None
 
@@ -120,6 +124,7 @@ class _State:
         self.written.pop(key, None)
         self.seen_fingerprints.pop(key, None)
         self.locks.pop(key, None)
+        self.probed_at.pop(key, None)
         self.metrics.target_deleted(key)
 
     def spawn(self, coro: Any, name: str) -> None:
@@ -235,6 +240,7 @@ async def _reconcile(
         outcome = None
         if not paused:
             started = time.monotonic()
+            st.probed_at[key] = started
             outcome = await target_probe.probe(
                 snap,
                 pool=st.pool,
@@ -341,10 +347,31 @@ def _interval() -> float:
     initial_delay=_interval() * settings_mod.current().probe_jitter,
 )
 async def target_probe_timer(*, body: kopf.Body, **kwargs: Any) -> None:
+    # The timer fires every probe_interval; a large fleet probes each target only every
+    # few firings, so that the whole fleet stays within probe_budget probes a second.
+    if not _timer_due(f"{body.meta.namespace}/{body.meta.name}", len(kwargs["target_bodies"])):
+        return
     s = settings_mod.current()
     # Spread the fleet's probes so 5,000 targets never hit the API server at once.
     await asyncio.sleep(random.uniform(0, s.probe_interval * s.probe_jitter))  # noqa: S311
     await _reconcile(body, kwargs["credential_secrets"], kwargs["target_bodies"])
+
+
+def _timer_due(key: str, fleet_size: int) -> bool:
+    """Whether this firing of a target's timer probes it (see fleet_probe_interval)."""
+    s, st = settings_mod.current(), state()
+    interval = fleet_probe_interval(fleet_size, s.probe_interval, s.probe_budget)
+    if abs(interval - st.announced_interval) > 0.1 * max(interval, st.announced_interval):
+        st.announced_interval = interval
+        if interval > s.probe_interval:
+            log.info(
+                "%d targets: each probed every %.0fs (at most %g probes/s fleet-wide, "
+                "VMGITOPS_PROBE_BUDGET)",
+                fleet_size,
+                interval,
+                s.probe_budget,
+            )
+    return probe_due(st.probed_at.get(key), time.monotonic(), interval, s.probe_interval)
 
 
 def _secret_digest(body: Mapping[str, Any]) -> str:

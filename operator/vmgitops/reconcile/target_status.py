@@ -120,3 +120,33 @@ def next_status(
             message=outcome.message,
         )
     return StatusUpdate(patch=patch, transition=transition)
+
+
+# -- when the periodic probe is due ---------------------------------------------------
+
+
+def fleet_probe_interval(fleet_size: int, floor: float, budget: float) -> float:
+    """Seconds between two periodic probes of one target.
+
+    `floor` is the configured interval (VMGITOPS_PROBE_INTERVAL), never shortened. A
+    fleet that would probe more than `budget` targets a second at that interval has its
+    interval stretched to fleet_size / budget: 5,000 targets every 60 s would be 83 SSH
+    commands a second for reachability alone. `budget` <= 0: no fleet-wide limit.
+    """
+    if budget <= 0 or fleet_size <= 0:
+        return floor
+    return max(floor, fleet_size / budget)
+
+
+def probe_due(last: float | None, now: float, interval: float, tick: float) -> bool:
+    """Whether the timer firing now (every `tick` seconds) probes a target last probed
+    at `last` (None: never by this process).
+
+    At the configured interval (interval <= tick) half a tick of slack: a probe made a
+    moment ago by an edit skips this firing, a firing a moment early does not. A
+    stretched interval is rounded up to whole ticks, so the budget is never exceeded.
+    """
+    if last is None:
+        return True
+    slack = tick / 2 if interval <= tick else 0.0
+    return now - last >= interval - slack

@@ -5,7 +5,12 @@ from typing import Any
 
 import pytest
 
-from vmgitops.reconcile.target_status import ProbeOutcome, next_status
+from vmgitops.reconcile.target_status import (
+    ProbeOutcome,
+    fleet_probe_interval,
+    next_status,
+    probe_due,
+)
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 OK = ProbeOutcome(
@@ -110,3 +115,33 @@ def test_unreachable_keeps_last_known_facts_and_fingerprint() -> None:
         settled(OK), REFUSED, generation=1, now=NOW, paused=False, refresh_after=300
     ).patch
     assert "facts" not in patch and "hostKeyFingerprint" not in patch
+
+
+@pytest.mark.parametrize(
+    ("fleet", "floor", "budget", "expected"),
+    [
+        pytest.param(10, 60, 20, 60, id="small-fleet-keeps-the-configured-interval"),
+        pytest.param(1200, 60, 20, 60, id="at-the-budget"),
+        pytest.param(5000, 60, 20, 250, id="5000-targets-within-20-per-second"),
+        pytest.param(5000, 300, 20, 300, id="configured-interval-is-the-floor"),
+        pytest.param(5000, 60, 0, 60, id="no-budget-no-limit"),
+        pytest.param(0, 60, 20, 60, id="no-targets"),
+    ],
+)
+def test_fleet_probe_interval(fleet: int, floor: float, budget: float, expected: float) -> None:
+    assert fleet_probe_interval(fleet, floor, budget) == expected
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "interval", "tick", "due"),
+    [
+        pytest.param(None, 5.0, 250, 60, True, id="never-probed"),
+        pytest.param(0.0, 60.0, 60, 60, True, id="every-tick-at-the-floor"),
+        pytest.param(0.0, 58.0, 60, 60, True, id="a-tick-slightly-early"),
+        pytest.param(0.0, 12.0, 60, 60, False, id="just-probed-by-an-edit"),
+        pytest.param(0.0, 240.0, 250, 60, False, id="fourth-tick-of-a-250s-interval"),
+        pytest.param(0.0, 300.0, 250, 60, True, id="rounded-up-to-the-fifth-tick"),
+    ],
+)
+def test_probe_due(last: float | None, now: float, interval: float, tick: float, due: bool) -> None:
+    assert probe_due(last, now, interval, tick) is due
