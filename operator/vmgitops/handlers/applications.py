@@ -22,7 +22,7 @@ from vmgitops import metrics as metrics_mod
 from vmgitops import settings as settings_mod
 from vmgitops.api import meta
 from vmgitops.handlers import targets as target_handlers
-from vmgitops.kube.client import Kube, NotFound
+from vmgitops.kube.client import Kube, NotFound, unreachable
 from vmgitops.reconcile.app_controller import AppReconciler, Deps
 from vmgitops.reconcile.app_driver import SSHDriver
 from vmgitops.reconcile.app_targets import TargetStatusBook, catch_up
@@ -31,6 +31,10 @@ from vmgitops.source import GitSource
 log = logging.getLogger("vmgitops.applications")
 APPS = (meta.GROUP, meta.VERSION, meta.APPLICATION.plural)
 TARGETS = (meta.GROUP, meta.VERSION, meta.TARGET.plural)
+#: Seconds before the first retry of a tick that failed, doubled after each failure in a
+#: row up to API_BACKOFF_MAX (an API server that is down is not asked every 10 s).
+RETRY_DELAY = 10.0
+API_BACKOFF_MAX = 300.0
 #: Seconds between two garbage collections of Git checkouts.
 GC_INTERVAL = 600.0
 #: Seconds a new application's first tick waits for the target index to hold every
@@ -259,6 +263,41 @@ async def _index_caught_up(
         )
 
 
+async def _tick(
+    reconciler: AppReconciler, body: Mapping[str, Any], key: str, failures: int
+) -> tuple[float, int]:
+    """One tick; returns the delay before the next one and the failures in a row.
+
+    An API server that cannot be reached is an outage, not a bug: one line says what
+    failed and when it is tried again (the traceback only at DEBUG), and the retries
+    back off. Any other error is logged with its traceback.
+    """
+    try:
+        delay = await reconciler.tick(body)
+    except NotFound:
+        raise
+    except Exception as exc:
+        failures += 1
+        retry = min(API_BACKOFF_MAX, RETRY_DELAY * 2 ** (failures - 1))
+        what = unreachable(exc)
+        if what is None:
+            log.exception("%s: reconcile failed; retrying in %.0fs", key, retry)
+        else:
+            log.warning(
+                "%s: the Kubernetes API server is unreachable: %s; retrying in %.0fs "
+                "(failure %d in a row)",
+                key,
+                what,
+                retry,
+                failures,
+            )
+            log.debug("%s: the tick failed on", key, exc_info=exc)
+        return retry, failures
+    if failures:
+        log.info("%s: reconciled again after %d failed tick(s)", key, failures)
+    return delay, 0
+
+
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> None:
     """Until `delay` passes, the application is woken, or the daemon is asked to stop."""
     waiters = [
@@ -351,16 +390,14 @@ async def application_daemon(
     deleted = False
     try:
         await _index_caught_up(key, namespace, by_ns, started, stopped)
+        failures = 0
         while not stopped:
             wake.clear()
             try:
-                delay = await reconciler.tick(body)
+                delay, failures = await _tick(reconciler, body, key, failures)
             except NotFound:
                 deleted = True  # deleted while we worked
                 return
-            except Exception:
-                log.exception("%s: reconcile failed; retrying in 10s", key)
-                delay = 10.0
             await _collect_checkouts()
             await _sleep(wake, stopped, delay)
     finally:

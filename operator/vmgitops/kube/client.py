@@ -53,6 +53,30 @@ def _wrap(exc: ApiException, what: str) -> Exception:
     return exc
 
 
+#: API server answers that mean "not now" (overloaded, restarting), not "no".
+_RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """What went wrong, in a few words, when `exc` says the API server cannot be reached
+    or cannot answer now (a retry later may succeed); None for any other error.
+
+    Only class names and status codes: no URL, header or body, which may hold a token.
+    """
+    from urllib3.exceptions import HTTPError, MaxRetryError
+
+    if isinstance(exc, ApiException):
+        if exc.status in _RETRYABLE or not exc.status:
+            return f"the API server answered {exc.status or 'nothing'} {exc.reason or ''}".strip()
+        return None
+    if isinstance(exc, MaxRetryError):
+        cause = exc.reason
+        return f"cannot connect ({type(cause).__name__ if cause else 'MaxRetryError'})"
+    if isinstance(exc, HTTPError | OSError):
+        return f"cannot connect ({type(exc).__name__})"
+    return None
+
+
 class Kube:
     """The handful of API verbs vmgitops needs beyond kopf's watches."""
 
