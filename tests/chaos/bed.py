@@ -9,7 +9,9 @@ Nothing here touches what other tests use:
 * **Namespaces** are named `c<session>-<hex>`: the session operator of `tests/conftest.py`
   watches `t<session>-*` only, so the operator started here is the only one that acts.
 * **The operator** is a real `vmgitops run -n NAMESPACE` process that the test may
-  SIGKILL, restart, or start with `VMGITOPS_CRASH_AT` (see `vmgitops.engine.sync`).
+  SIGKILL, restart, or start with `VMGITOPS_CRASH_AT` (see `vmgitops.engine.sync`), or
+  with `VMGITOPS_PROMOTION_CRASH_FILE` to die at a point of a Promotion (see
+  `vmgitops.promotion.crashpoints` and test_chaos_promotion.py).
 
 Commands inside a VM run through `nsenter` (the VM's namespaces and root), never over
 SSH, so that the sshd logs the tests read hold the operator's connections only.
