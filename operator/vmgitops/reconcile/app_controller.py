@@ -29,7 +29,7 @@ from vmgitops.reconcile.app_rollout import OperationHooks
 from vmgitops.reconcile.app_status import TargetView
 from vmgitops.rollout.engine import FAILED, RUNNING, SUCCEEDED, OperationState, run_rollout
 from vmgitops.rollout.history import append_history
-from vmgitops.source import Resolved
+from vmgitops.source import Resolved, redact_urls
 from vmgitops.source.errors import SourceError
 
 log = logging.getLogger("vmgitops.applications")
@@ -44,6 +44,9 @@ StatusWriter = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 TargetsWriter = Callable[[Mapping[str, Mapping[str, Any] | None]], Awaitable[None]]
 #: Events name at most this many targets.
 NAMED = 5
+#: Status reason when checking out or loading a revision failed with an error that is
+#: neither a SourceError nor a ManifestError.
+LOAD_FAILED = "SourceLoadFailed"
 #: The annotations that ask for a tick now.
 REQUESTS = (meta.ANNOTATION_REFRESH, meta.ANNOTATION_SYNC)
 
@@ -211,7 +214,30 @@ class AppReconciler:
             except ManifestError as exc:
                 m.app = None
                 return m.revision, ("ManifestInvalid", f"{exc.reason}: {exc}")
+            except Exception as exc:
+                # Not an error the source or the manifest reports: a bug, a full disk, a
+                # checkout that vanished. The tick goes on (status says why; nothing is
+                # applied, what was loaded before stays in memory and on disk) and the
+                # load is tried again next tick.
+                return m.revision, self._load_failed(exc)
         return m.revision, None
+
+    def _load_failed(self, exc: Exception) -> tuple[str, str]:
+        detail = redact_urls(str(exc))[:300]
+        log.error(
+            "%s: loading revision %s failed unexpectedly: %s: %s",
+            self.key,
+            _short(self.mem.revision),
+            type(exc).__name__,
+            detail,
+        )
+        log.debug("%s: loading the revision failed on", self.key, exc_info=exc)
+        return (
+            LOAD_FAILED,
+            f"loading revision {_short(self.mem.revision)} failed unexpectedly "
+            f"({type(exc).__name__}: {detail}); nothing is applied from it, it is tried "
+            "again at the next refresh",
+        )
 
     async def _poll_git(self, spec: VMApplicationSpec) -> str | None:
         """Mid-rollout: the newest commit targetRevision is known to name; Git is asked

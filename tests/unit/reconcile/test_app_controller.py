@@ -483,3 +483,53 @@ async def test_observation_runs_at_most_observe_concurrency_at_once(
     w.fleet.observe = slow  # type: ignore[method-assign]
     await r.tick(w.body)
     assert peak == limit
+
+
+def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    return next(c for c in status["conditions"] if c["type"] == type_)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [pytest.param("checkout", id="checkout-raises"), pytest.param("load", id="load_app-raises")],
+)
+async def test_an_unexpected_load_error_is_a_status_reason_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    w = World(tmp_path, fleet(None, "vm1", "vm2"))
+    r = w.reconciler()
+    await r.tick(w.body)  # REV deployed
+    history = list(w.status["history"])
+    # A new commit whose checkout or load fails with an error nobody expected.
+    w.git.commit = NEW
+    real_checkout = w.git.checkout
+    if where == "checkout":
+
+        async def broken(*a: Any, **kw: Any) -> Path:
+            raise OSError(28, "No space left on device: https://u:tok@git.example/x.git")
+
+        w.git.checkout = broken  # type: ignore[method-assign]
+    else:
+        from vmgitops.reconcile import app_controller
+
+        def bug(folder: Any) -> Any:
+            raise TypeError("unhashable type: 'dict'")
+
+        monkeypatch.setattr(app_controller, "load_app", bug)
+    w.body["metadata"]["annotations"] = {"vmgitops.io/refresh": "now"}
+    await r.tick(w.body)  # does not raise
+    ready = _condition(w.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "SourceLoadFailed")
+    assert "failed unexpectedly" in ready["message"] and NEW[:12] in ready["message"]
+    assert "tok" not in ready["message"], "no credentials in status"
+    assert all(vm.revision == REV for vm in w.fleet.vms.values()), "nothing applied"
+    assert w.status["history"] == history
+    assert r.mem.app is not None and r.mem.app_revision == REV, "the last good load stays"
+    assert REV in r.in_use(), "its checkout is not collected"
+    # Fixed: the next tick loads NEW and syncs it.
+    w.git.checkout = real_checkout  # type: ignore[method-assign]
+    monkeypatch.undo()
+    w.body["metadata"]["annotations"] = {"vmgitops.io/refresh": "again"}
+    await r.tick(w.body)
+    assert all(vm.revision == NEW for vm in w.fleet.vms.values())
+    assert _condition(w.status, "Ready")["reason"] == "Ready"
