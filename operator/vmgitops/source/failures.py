@@ -28,6 +28,8 @@ _MISSING = re.compile(
     re.I,
 )
 _NO_GIT = re.compile(r"upload-pack: (command )?not found|upload-pack.*No such file", re.I)
+# Checked before _UNREACHABLE: git adds "the remote end hung up" after an HTTP 5xx too.
+_SERVER_ERROR = re.compile(r"returned error: 5\d\d|\bHTTP 5\d\d\b", re.I)
 _UNREACHABLE = re.compile(
     r"Could not resolve host|Connection refused|Connection timed out|"
     r"unable to connect|Failed to connect|Network is unreachable|No route to host|"
@@ -85,6 +87,11 @@ def fetch_failure(
         return GitFetchFailed(
             f"{where} failed: the server has no git-upload-pack{detail}; check that "
             "spec.source.repoURL names a Git server"
+        )
+    if _SERVER_ERROR.search(stderr):
+        return GitFetchFailed(
+            f"{where} failed: the server answered with an error (HTTP 5xx){detail}; "
+            "it is retried later"
         )
     if _UNREACHABLE.search(stderr):
         return GitFetchFailed(

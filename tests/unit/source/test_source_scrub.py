@@ -124,6 +124,20 @@ def test_excerpt_is_scrubbed_bounded_and_printable() -> None:
             id="server-down",
         ),
         pytest.param(
+            "error: RPC failed; HTTP 503 curl 22 The requested URL returned error: 503\n"
+            "send-pack: unexpected disconnect while reading sideband packet\n"
+            "fatal: the remote end hung up unexpectedly",
+            GitFetchFailed,
+            "answered with an error (HTTP 5xx)",
+            id="push-answered-503",
+        ),
+        pytest.param(
+            "fatal: unable to access 'https://h/': The requested URL returned error: 502",
+            GitFetchFailed,
+            "answered with an error (HTTP 5xx)",
+            id="listing-answered-502",
+        ),
+        pytest.param(
             "fatal: unable to access 'https://h/': Could not resolve host: h",
             GitFetchFailed,
             "could not be reached",
