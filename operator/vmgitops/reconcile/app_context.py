@@ -35,6 +35,8 @@ class SyncOutcome:
     message: str = ""
     #: The VM could not be reached: neither a success nor a failure.
     unreachable: bool = False
+    #: What ran on the VM is not known (CommandOutcomeUnknown): a failure, never a skip.
+    unknown: bool = False
 
 
 class TargetDriver(Protocol):

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from vmgitops.engine import TargetResult, observe_target, sync_target
+from vmgitops.executor.outcome import APPLY_IN_PROGRESS
 from vmgitops.manifest.render import TargetInfo
 from vmgitops.plan.health import Health, SyncStatus
+from vmgitops.plan.plan import COMMAND_OUTCOME_UNKNOWN
 from vmgitops.reconcile import target_probe
 from vmgitops.reconcile.app_context import AppContext, SyncOutcome
 from vmgitops.reconcile.app_status import TargetView
@@ -35,6 +38,28 @@ UNREACHABLE = frozenset(
         "InvalidSpec",
     }
 )
+
+
+def outcome_unknown(result: TargetResult) -> str | None:
+    """Why what ran on the VM is not known, or None when it is.
+
+    Two cases: the plan is blocked by CommandOutcomeUnknown (a non-idempotent command
+    of an earlier apply may or may not have run), or this apply started and then lost
+    its connection (or could not look afterwards), so its last command's outcome is
+    not known either.
+    """
+    if result.error is not None and result.error.reason == APPLY_IN_PROGRESS:
+        return None  # another apply still holds the VM's lock: its outcome is coming
+    for issue in result.blocking_issues:
+        if issue.reason == COMMAND_OUTCOME_UNKNOWN:
+            return f"{COMMAND_OUTCOME_UNKNOWN}: {issue.message}"
+    if result.applied and result.error is not None and result.error.reason in UNREACHABLE:
+        return (
+            f"{COMMAND_OUTCOME_UNKNOWN}: the apply started and then failed with "
+            f"{result.error.reason} ({result.error.message}); what ran on the VM is not "
+            "known"
+        )
+    return None
 
 
 class SSHDriver:
@@ -155,6 +180,13 @@ class SSHDriver:
         res = await self._call(target, ctx, dry_run=False)
         name = str((target.get("metadata") or {}).get("name"))
         view = res if isinstance(res, TargetView) else self._view(name, res)
+        unknown = outcome_unknown(res) if isinstance(res, TargetResult) else None
+        if unknown is not None:
+            # Checked before reachability: a connection lost during the apply is not
+            # "could not reach the VM, try later" but "something may have run".
+            return SyncOutcome(
+                view=replace(view, message=unknown), ok=False, message=unknown, unknown=True
+            )
         if not view.reachable:
             return SyncOutcome(view=view, ok=False, message=view.message, unreachable=True)
         ok = (

@@ -63,7 +63,9 @@ class OperationHooks:
                 return TargetOutcome(name, False, "no longer selected", skipped=True)
             out = await self.driver.sync(target, self.ctx)
             self.views[name] = out.view
-            return TargetOutcome(name, out.ok, out.message, skipped=out.unreachable)
+            return TargetOutcome(
+                name, out.ok, out.message, skipped=out.unreachable, unknown=out.unknown
+            )
 
         outcomes = list(await asyncio.gather(*(one(n) for n in names)))
         now = datetime.now(UTC)
@@ -72,7 +74,7 @@ class OperationHooks:
             view = self.views.get(o.name)
             if view is None or o.name in left:
                 continue
-            synced = not o.skipped
+            synced = not o.skipped or o.unknown
             entries[o.name] = view.to_target_status(
                 self.ctx.name,
                 synced_at=now if synced else None,

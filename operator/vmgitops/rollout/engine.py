@@ -34,6 +34,10 @@ class TargetOutcome:
     #: Neither a success nor a failure: the VM could not be reached (or left the
     #: selection). It spends no failure budget and is left for a later operation.
     skipped: bool = False
+    #: What happened on the VM is not known (CommandOutcomeUnknown: a command may or may
+    #: not have run, e.g. the connection was lost during the apply). A failure, and one
+    #: that a later batch cannot make up for: the operation cannot succeed.
+    unknown: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class OperationState:
     skipped: tuple[str, ...] = field(default=())
     #: Why the loop stopped before its last batch ("" when it did not).
     interrupted: str = ""
+    #: "name: why" of each target whose outcome is unknown (not persisted).
+    unknown: tuple[str, ...] = field(default=())
 
 
 class RolloutHooks(Protocol):
@@ -142,9 +148,10 @@ async def run_rollout(
                 await hooks.save(state)
                 return state
         outcomes = await hooks.apply_batch(batch)
-        ok = [o for o in outcomes if o.ok and not o.skipped]
-        bad = [o for o in outcomes if not o.ok and not o.skipped]
-        skipped = [o for o in outcomes if o.skipped]
+        # An unknown outcome is never a success, nor a skip "for later".
+        ok = [o for o in outcomes if o.ok and not o.skipped and not o.unknown]
+        bad = [o for o in outcomes if (not o.ok and not o.skipped) or o.unknown]
+        skipped = [o for o in outcomes if o.skipped and not o.unknown]
         state = replace(
             state,
             batch_current=state.batch_current + 1,
@@ -153,6 +160,7 @@ async def run_rollout(
             pending=state.pending - len(batch),
             failures=state.failures + tuple(f"{o.name}: {o.message}" for o in bad),
             skipped=state.skipped + tuple(f"{o.name}: {o.message}" for o in skipped),
+            unknown=state.unknown + tuple(f"{o.name}: {o.message}" for o in outcomes if o.unknown),
             message="",
         )
         if budget_exceeded(state.failed, strategy):
@@ -173,6 +181,21 @@ async def run_rollout(
 
 
 async def _finish(state: OperationState, hooks: RolloutHooks) -> OperationState:
+    if state.unknown:
+        # Within the failure budget or not: the operation did not do what it says on
+        # those VMs, and only a human can tell what it did.
+        state = replace(
+            state,
+            phase=FAILED,
+            finished_at=hooks.now(),
+            pending=len(state.skipped),
+            message=(
+                f"the outcome on {len(state.unknown)} target(s) is unknown: "
+                f"{_summary(state.unknown)}; {state.succeeded} target(s) synced"
+            ),
+        )
+        await hooks.save(state)
+        return state
     message = f"{state.succeeded} target(s) synced"
     if state.failed:
         message += f", {state.failed} failed within the budget: {_summary(state.failures)}"

@@ -533,3 +533,27 @@ async def test_an_unexpected_load_error_is_a_status_reason_not_a_crash(
     await r.tick(w.body)
     assert all(vm.revision == NEW for vm in w.fleet.vms.values())
     assert _condition(w.status, "Ready")["reason"] == "Ready"
+
+
+async def test_a_connection_lost_mid_apply_fails_the_operation(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(None, "vm1", "vm2", "vm3"))
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 3, "maxFailures": 2}})
+    synced = w.fleet.sync
+    why = "CommandOutcomeUnknown: the apply started and then failed with ConnectionLost"
+
+    async def lossy(target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
+        if target["metadata"]["name"] == "vm2":
+            view = TargetView("vm2", False, message=why)
+            return SyncOutcome(view, False, why, unknown=True)
+        return await synced(target, ctx)
+
+    w.fleet.sync = lossy  # type: ignore[method-assign]
+    r = w.reconciler()
+    await r.tick(w.body)
+    op = w.status["operation"]
+    assert op["phase"] == "Failed", "within maxFailures, yet not a success"
+    assert op["targets"] == {"succeeded": 2, "failed": 1, "pending": 0}
+    assert "vm2: CommandOutcomeUnknown" in op["message"]
+    assert w.entries["vm2"]["phase"] == "Failed"
+    assert w.entries["vm2"]["message"] == why
+    assert w.reasons()[-1] == "SyncFailed"

@@ -12,7 +12,8 @@ from vmgitops.plan.health import Health, SyncStatus
 from vmgitops.plan.plan import Plan, PlanIssue
 from vmgitops.plan.resources import ResourceStatus
 from vmgitops.plan.steps import DaemonReload
-from vmgitops.reconcile.app_driver import SSHDriver
+from vmgitops.reconcile.app_context import AppContext
+from vmgitops.reconcile.app_driver import SSHDriver, outcome_unknown
 
 REV, OLD = "b" * 40, "a" * 40
 ORPHAN = ResourceStatus("File", "/etc/old", SyncStatus.OUT_OF_SYNC, "requires pruning")
@@ -83,3 +84,56 @@ def test_view(
     assert view.orphans_only == orphans_only
     assert view.needs_apply == needs_apply
     assert fragment in view.message
+
+
+LOST = result(
+    plan=Plan(steps=(DaemonReload(),)),
+    applied=True,
+    sync=SyncStatus.UNKNOWN,
+    error=EngineError("ConnectionLost", "the connection to root@vm1 was lost"),
+)
+LOST_BEFORE_APPLY = result(
+    plan=None, sync=SyncStatus.UNKNOWN, error=EngineError("ConnectionLost", "lost")
+)
+IN_PROGRESS = result(
+    plan=Plan(issues=(ISSUE,)),
+    issues=(ISSUE,),
+    sync=SyncStatus.OUT_OF_SYNC,
+    error=EngineError("ApplyInProgress", "another apply holds the lock"),
+)
+STEP_FAILED = result(
+    plan=Plan(steps=(DaemonReload(),)),
+    applied=True,
+    sync=SyncStatus.OUT_OF_SYNC,
+    error=EngineError("StepFailed", "exit 1"),
+)
+
+
+@pytest.mark.parametrize(
+    ("res", "unknown", "ok", "unreachable", "fragment"),
+    [
+        pytest.param(LOST, True, False, False, "ConnectionLost", id="lost-during-the-apply"),
+        pytest.param(BLOCKED, True, False, False, "migrate may have run", id="blocked-plan"),
+        pytest.param(LOST_BEFORE_APPLY, False, False, True, "lost", id="lost-before-applying"),
+        pytest.param(REFUSED, False, False, True, "ConnectionRefused", id="unreachable"),
+        pytest.param(IN_PROGRESS, False, False, False, "ApplyInProgress", id="apply-running"),
+        pytest.param(STEP_FAILED, False, False, False, "StepFailed", id="known-failure"),
+        pytest.param(result(), False, True, False, "", id="synced"),
+    ],
+)
+async def test_sync_outcome_of_an_unknown_result(
+    res: TargetResult, unknown: bool, ok: bool, unreachable: bool, fragment: str
+) -> None:
+    assert (outcome_unknown(res) is not None) is unknown
+    driver = SSHDriver.__new__(SSHDriver)
+
+    async def call(target: Any, ctx: Any, *, dry_run: bool) -> TargetResult:
+        return res
+
+    driver._call = call  # type: ignore[method-assign]
+    out = await driver.sync({"metadata": {"name": "vm1"}}, AppContext.__new__(AppContext))
+    assert (out.unknown, out.ok, out.unreachable) == (unknown, ok, unreachable)
+    assert fragment in out.message
+    if unknown:
+        assert out.message.startswith("CommandOutcomeUnknown: ")
+        assert out.view.message == out.message

@@ -61,6 +61,8 @@ class Script:
 
     failing: dict[str, str] = field(default_factory=dict)
     unreachable: set[str] = field(default_factory=set)
+    #: Lost the connection during the apply (or blocked by CommandOutcomeUnknown).
+    unknown: dict[str, str] = field(default_factory=dict)
     interrupt_before: dict[int, str] = field(default_factory=dict)
     applied: list[list[str]] = field(default_factory=list)
     saved: list[OperationState] = field(default_factory=list)
@@ -69,7 +71,9 @@ class Script:
     async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
         self.applied.append(list(names))
         return [
-            TargetOutcome(n, False, "refused", skipped=True)
+            TargetOutcome(n, False, self.unknown[n], unknown=True)
+            if n in self.unknown
+            else TargetOutcome(n, False, "refused", skipped=True)
             if n in self.unreachable
             else TargetOutcome(n, n not in self.failing, self.failing.get(n, ""))
             for n in names
@@ -256,3 +260,58 @@ async def test_a_new_operation_does_not_wait_before_its_first_batch() -> None:
         hooks=script,
     )
     assert script.waits == [20.0]
+
+
+UNKNOWN = "CommandOutcomeUnknown: the apply started and then failed with ConnectionLost"
+
+
+@pytest.mark.parametrize(
+    ("max_failures", "unknown", "phase", "failed", "fragment"),
+    [
+        pytest.param(
+            5,
+            {"b": UNKNOWN},
+            FAILED,
+            1,
+            "the outcome on 1 target(s) is unknown: b: CommandOutcomeUnknown",
+            id="within-the-budget-still-not-succeeded",
+        ),
+        pytest.param(
+            0,
+            {"a": UNKNOWN},
+            FAILED,
+            1,
+            "more than maxFailures 0",
+            id="over-the-budget",
+        ),
+        pytest.param(5, {}, SUCCEEDED, 0, "4 target(s) synced", id="no-unknown-succeeds"),
+    ],
+)
+async def test_an_unknown_outcome_is_never_a_success(
+    max_failures: int, unknown: dict[str, str], phase: str, failed: int, fragment: str
+) -> None:
+    hooks = Script(unknown=unknown)
+    state = await run_rollout(
+        OperationState(revision="r"),
+        ["a", "b", "c", "d"],
+        fleet_size=4,
+        strategy=rolling(1, max_failures=max_failures),
+        hooks=hooks,
+    )
+    assert state.phase == phase
+    assert state.failed == failed
+    assert fragment in state.message
+    assert hooks.saved[-1] == state
+
+
+async def test_an_unknown_outcome_is_not_a_skip_left_for_later() -> None:
+    hooks = Script(unknown={"a": UNKNOWN}, unreachable={"b"})
+    state = await run_rollout(
+        OperationState(revision="r"),
+        ["a", "b"],
+        fleet_size=2,
+        strategy=rolling(2, max_failures=1),
+        hooks=hooks,
+    )
+    assert (state.phase, state.succeeded, state.failed, state.pending) == (FAILED, 0, 1, 1)
+    assert "b: refused" not in " ".join(state.unknown)
