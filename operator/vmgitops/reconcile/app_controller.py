@@ -323,6 +323,18 @@ class AppReconciler:
 
         revision, error = await self._source(spec, generation, refresh or sync_now, status)
         targets = self._selected(spec)
+        if "observedGeneration" not in status and self.mem.written is None:
+            # A new application: say what it works on before observing every target.
+            await self._write_status(
+                app_status.first_status(
+                    targets=len(targets),
+                    revision=revision,
+                    error=error,
+                    generation=generation,
+                    now=now,
+                )
+            )
+            status = self._status(body)
         ctx = None
         if self.mem.app is not None and revision is not None and error is None:
             automated = spec.sync_policy.automated if spec.sync_policy else None

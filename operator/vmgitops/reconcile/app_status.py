@@ -22,6 +22,7 @@ __all__ = [
     "app_sync",
     "append_history",
     "conditions",
+    "first_status",
     "merge_entry",
     "summarize",
 ]
@@ -229,3 +230,47 @@ def conditions(
             "synced and healthy" if ready else f"sync {sync.value}, health {health.value}",
         )
     return [c.to_dict() for c in conds]
+
+
+#: Reason of the conditions a new application reports before its first observation.
+OBSERVING = "Observing"
+
+
+def first_status(
+    *,
+    targets: int,
+    revision: str | None,
+    error: tuple[str, str] | None,
+    generation: int,
+    now: datetime,
+) -> dict[str, Any]:
+    """What a new application reports before it has observed its targets: which spec
+    and revision it works on and how many targets it selected, sync Unknown and health
+    Progressing. Observing thousands of targets takes minutes; without this the
+    application would show no status at all meanwhile."""
+    message = f"observing {targets} target(s) for the first time"
+    conds: list[Condition] = []
+    synced = ready = (OBSERVING, message) if error is None else error
+    for type_, status, (reason, text) in (
+        ("Synced", ConditionStatus.UNKNOWN, synced),
+        ("Healthy", ConditionStatus.UNKNOWN, (Health.PROGRESSING.value, message)),
+        ("Ready", ConditionStatus.FALSE, ready),
+    ):
+        conds = set_condition(
+            conds,
+            Condition(
+                type=type_,
+                status=status,
+                reason=reason,
+                message=text,
+                observed_generation=generation,
+            ),
+            now,
+        )
+    return {
+        "observedGeneration": generation,
+        "sync": {"status": SyncStatus.UNKNOWN.value, "revision": revision},
+        "health": {"status": Health.PROGRESSING.value, "message": message},
+        "summary": {**summarize([]), "targets": targets},
+        "conditions": [c.to_dict() for c in conds],
+    }

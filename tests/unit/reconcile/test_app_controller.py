@@ -557,3 +557,46 @@ async def test_a_connection_lost_mid_apply_fails_the_operation(tmp_path: Path) -
     assert w.entries["vm2"]["phase"] == "Failed"
     assert w.entries["vm2"]["message"] == why
     assert w.reasons()[-1] == "SyncFailed"
+
+
+async def test_a_new_application_reports_before_observing_its_targets(tmp_path: Path) -> None:
+    w = World(tmp_path, fleet(REV, "vm1", "vm2", "vm3"))
+    seen: list[dict[str, Any]] = []
+    observe = w.fleet.observe
+
+    async def watched(target: Mapping[str, Any], ctx: AppContext) -> TargetView:
+        seen.append(dict(w.status))  # what the API server held when observation began
+        return await observe(target, ctx)
+
+    w.fleet.observe = watched  # type: ignore[method-assign]
+    r = w.reconciler()
+    await r.tick(w.body)
+    first = seen[0]
+    assert first["observedGeneration"] == 1
+    assert first["summary"]["targets"] == 3
+    assert first["sync"] == {"status": "Unknown", "revision": REV}
+    assert first["health"]["status"] == "Progressing"
+    ready = _condition(first, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Observing")
+    # The tick then reports what it observed.
+    assert w.status["sync"]["status"] == "Synced"
+    assert _condition(w.status, "Ready")["reason"] == "Ready"
+    # Later ticks (and a restarted operator, which finds observedGeneration) do not.
+    patches = len(w.status_patches)
+    await w.reconciler().tick(w.body)
+    assert len(w.status_patches) == patches
+
+
+async def test_first_status_carries_a_source_error(tmp_path: Path) -> None:
+    from vmgitops.reconcile.app_status import first_status
+
+    st = first_status(
+        targets=0,
+        revision=None,
+        error=("GitFetchFailed", "repository not found"),
+        generation=2,
+        now=datetime.now(UTC),
+    )
+    assert _condition(st, "Ready")["reason"] == "GitFetchFailed"
+    assert _condition(st, "Synced")["status"] == "Unknown"
+    assert st["summary"]["targets"] == 0 and st["observedGeneration"] == 2
