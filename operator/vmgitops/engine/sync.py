@@ -73,6 +73,9 @@ CRASH_ENV = "VMGITOPS_CRASH_AT"
 CRASH_FILE_ENV = "VMGITOPS_CRASH_FILE"
 SYNCED = "synced"
 OBSERVE_FAILED = "ObserveFailed"
+#: Observing a file forks twice (stat, sha256sum): a few ms on a VM. Beyond the base
+#: observe timeout, each file gets this much, so a big app is not cut off by its size.
+OBSERVE_SECONDS_PER_PATH = 0.02
 _MANAGERS = {"apt": "apt", "dnf": "dnf", "yum": "dnf", "apk": "apk"}
 _STARTS = (StepKind.START_SERVICE, StepKind.RESTART_SERVICE)
 #: Steps after which the live state that health reads (units, release link) may differ.
@@ -147,7 +150,11 @@ class _Sync:
     # -- probes -------------------------------------------------------------------------
 
     async def observe(self) -> ObservedState:
-        result = await self.runner.run(self.request.argv(), timeout=self.opts.observe_timeout)
+        # What to observe goes on stdin: the command line stays the same small string
+        # for any app (sshd passes it as one argument, which Linux caps at 128 KiB).
+        request = self.request
+        timeout = self.opts.observe_timeout + OBSERVE_SECONDS_PER_PATH * len(request.files)
+        result = await self.runner.run(request.argv(), stdin=request.stdin(), timeout=timeout)
         if not result.ok:
             raise _Failed(
                 EngineError(

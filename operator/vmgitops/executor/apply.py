@@ -3,7 +3,8 @@
 Why one command: a sync costs a round trip per command, and one command is also the
 natural unit of the lock (a flock held by that command's shell, released by the kernel
 whatever kills it) and of the fence check (made under that lock, just before the first
-change). Contents go as one tar stream on stdin; nothing reaches the VM as script text.
+change). Contents and the ops go as one tar stream on stdin; nothing reaches the VM as
+script text, and the command line has the same size for any plan.
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ async def apply_plan(
         expected_serial=expected_serial,
         lock_wait=opts.lock_wait,
     )
-    stdin = stage_tar(batch) if batch.staged else None
-    if crash is not None and crash.where == "upload" and stdin:
+    stdin = stage_tar(batch)
+    if crash is not None and crash.where == "upload":
         stdin = stdin[: len(stdin) // 2]
     scrub = Scrubber(sensitive)
     try:

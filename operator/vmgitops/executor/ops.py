@@ -3,7 +3,9 @@
 Every step becomes one or more ops of `script.APPLY_SCRIPT`, each tagged with the step's
 index so that outcomes map back to steps. Contents (files, unit files, the inventory,
 the release tree) become members of one tar stream, named by index: a VM path is never
-a member name, so the tar stream cannot write anywhere but the stage directory.
+a member name, so the tar stream cannot write anywhere but the stage directory. The ops
+themselves are its last member, `ops` (a request stream): the command line keeps only
+a fixed-size header, whatever the number of steps.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from vmgitops.executor.script import APPLY_SCRIPT
+from vmgitops.facts.records import request_stream
 from vmgitops.manifest.vmpaths import format_mode
 from vmgitops.plan.lifecycle import RESTART
 from vmgitops.plan.steps import (
@@ -35,6 +38,8 @@ from vmgitops.plan.steps import (
 )
 
 RELEASE_MEMBER = "r"
+#: The member holding the ops; content members are `f<N>` and `r`, so it cannot clash.
+OPS_MEMBER = "ops"
 UNIT_MODE = 0o644
 INVENTORY_MODE = 0o600
 
@@ -43,6 +48,11 @@ BASE_SECONDS = 60.0
 PACKAGE_SECONDS = 900.0
 #: A slow link still moves this many bytes a second.
 MIN_BYTES_PER_SECOND = 1_000_000
+#: Seconds allowed per op beyond BASE_SECONDS: an atomic write forks about five times
+#: and fsyncs twice (the first sync of 5,000 files took 56 s, about 11 ms a file, on a
+#: test-bed VM of a machine loaded 8x over); a slow disk gets a wide margin, since a
+#: deadline hit mid-batch leaves the outcomes unknown.
+OP_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,7 @@ def parse_crash_point(text: str) -> CrashPoint:
 
 @dataclass
 class Batch:
-    """One run of the apply script: ops (flat argv items), contents and a deadline."""
+    """One run of the apply script: ops (flat request items), contents and a deadline."""
 
     ops: list[str] = field(default_factory=list)
     members: list[Member] = field(default_factory=list)
@@ -90,10 +100,6 @@ class Batch:
     op_count: dict[int, int] = field(default_factory=dict)
     timeout: float = BASE_SECONDS
     crash_inline: str = ""
-
-    @property
-    def staged(self) -> bool:
-        return bool(self.members) or self.release is not None
 
     def add(self, index: int, name: str, *args: str) -> None:
         self.ops += [name, str(index), *args]
@@ -119,6 +125,7 @@ class Batch:
         expected_serial: int,
         lock_wait: float,
     ) -> list[str]:
+        """The command: the script and its fixed-size header; the ops go in `stage_tar`."""
         header = [
             state_root,
             state_dir,
@@ -127,9 +134,8 @@ class Batch:
             str(expected_serial),
             str(max(0, int(lock_wait))),
             self.crash_inline,
-            "1" if self.staged else "0",
         ]
-        return ["env", "LC_ALL=C", "sh", "-c", APPLY_SCRIPT, "vmgitops-apply", *header, *self.ops]
+        return ["env", "LC_ALL=C", "sh", "-c", APPLY_SCRIPT, "vmgitops-apply", *header]
 
     def content_bytes(self) -> int:
         size = sum(len(m.content) for m in self.members)
@@ -159,7 +165,7 @@ def compile_steps(
             b.ops += ["crash", f"after:{kind}:{seen[kind]}"]
     if crash is not None and crash.where == "inline":
         b.crash_inline = crash.inline
-    b.timeout += b.content_bytes() / MIN_BYTES_PER_SECOND
+    b.timeout += b.content_bytes() / MIN_BYTES_PER_SECOND + OP_SECONDS * sum(b.op_count.values())
     return b
 
 
@@ -231,7 +237,7 @@ _SYSTEMCTL = {
 
 
 def stage_tar(batch: Batch) -> bytes:
-    """The tar stream of a batch's contents: `f<N>` files and the release under `r/`."""
+    """The tar stream of a batch: `f<N>` files, the release under `r/`, then `ops`."""
     buf = io.BytesIO()
     now = int(time.time())
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -244,6 +250,8 @@ def stage_tar(batch: Batch) -> bytes:
                 _add_dir(tar, f"{RELEASE_MEMBER}/{d}", now)
             for f in rel.files:
                 _add(tar, f"{RELEASE_MEMBER}/{f.path}", f.content, f.mode, now)
+        # Last, so that a stream cut anywhere lacks the ops' final "." line.
+        _add(tar, OPS_MEMBER, request_stream(batch.ops), 0o600, now)
     return buf.getvalue()
 
 

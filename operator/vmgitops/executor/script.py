@@ -1,13 +1,16 @@
 """The one constant shell script that applies a batch of steps on a VM.
 
-Run as `env LC_ALL=C sh -c APPLY_SCRIPT vmgitops-apply HEADER... OP...`. Nothing is ever
-interpolated into the script text: every path, name, mode and argv item travels as an
-argv item, and file contents arrive on stdin as one tar stream (members named by index,
-so no VM path is ever a tar member name). The script only ever expands data inside
-double quotes; `eval` sees nothing but "${N}" references it built itself.
+Run as `env LC_ALL=C sh -c APPLY_SCRIPT vmgitops-apply HEADER...`, with one tar stream
+on stdin. Nothing is ever interpolated into the script text, and the command line carries
+only the fixed-size header: the ops (every path, name, mode and command argv item) are
+the tar member `ops`, a request stream (`facts.records.request_stream`), and file
+contents are members named by index, so no VM path is ever a tar member name. Why not
+argv: sshd hands the login shell ONE command string, and Linux refuses an argument over
+128 KiB (E2BIG), about 1,200 files' worth of ops. The script only ever expands data
+inside double quotes, and never evaluates any.
 
-Header (8 items): STATE_ROOT STATE_DIR GENERATION REVISION EXPECTED_SERIAL LOCK_WAIT
-CRASH_POINT STAGED(1|0). Then ops, each `NAME INDEX ARGS...` (see `ops.py`).
+Header (7 items): STATE_ROOT STATE_DIR GENERATION REVISION EXPECTED_SERIAL LOCK_WAIT
+CRASH_POINT. Ops, each `NAME INDEX ARGS...` (see `ops.py`), are read one at a time.
 
 What it guarantees:
 
@@ -20,7 +23,9 @@ What it guarantees:
   it too (ChangedSinceObserved: someone applied in between, so the plan is stale). The
   serial is bumped before the first change, and STATE ends as applied or failed.
 * **Nothing changes before all content is on the VM.** The tar stream is extracted into
-  a private stage directory first; a stream cut short aborts the batch untouched.
+  a private stage directory first; a stream cut short aborts the batch untouched. `ops`
+  is the last member and ends with the request's "." line: a stream cut even at a
+  member boundary (which tar does not notice) is caught by that.
 * **Atomic files.** A file is written as `.NAME.vmgitops-tmp` in its own directory:
   created empty (0600), chowned, chmodded, filled with `dd conv=fsync`, renamed over the
   old one with `mv -T`, then the directory is fsynced. A crash leaves the old or the new
@@ -36,13 +41,14 @@ REASON MESSAGE` when the batch could not start, `crash POINT` (tests only), and 
 
 from __future__ import annotations
 
-from vmgitops.facts.records import PRELUDE
+from vmgitops.facts.records import ITEM_READER, PRELUDE
 
 APPLY_SCRIPT = (
     PRELUDE  # noqa: S608 - a shell script that mentions `apt-get update`, not SQL
+    + ITEM_READER
     + r"""
-ROOT=$1; STATE=$2; GEN=$3; REV=$4; EXPECT=$5; WAIT=$6; CRASH=$7; STAGED=$8
-shift 8
+ROOT=$1; STATE=$2; GEN=$3; REV=$4; EXPECT=$5; WAIT=$6; CRASH=$7
+shift 7
 STAGE="$STATE/.stage"
 ERR=/dev/null
 OUT=/dev/null
@@ -65,12 +71,16 @@ own() {
   fi
 }
 # put SRC DEST MODE OWNER GROUP: replace DEST atomically with the bytes of SRC.
+# It runs once per file of a batch (thousands, for a big app): every fork it saves counts,
+# so mkdir and rm only run when needed, and the empty temp file is made without a
+# subshell (`true` is a regular builtin: a failed redirection fails it, not the script).
 put() {
   parent "$2"; _pd=$_pp; _pt="$_pd/.${2##*/}.vmgitops-tmp"
   if [ ${#_pt} -gt $((${#_pd} + 250)) ]; then _pt="$_pd/.vmgitops-tmp"; fi
-  mkdir -p -- "$_pd" 2>>"$ERR" || return 1
-  rm -f -- "$_pt" 2>>"$ERR" || return 1
-  (umask 077 && : > "$_pt") 2>>"$ERR" || return 1
+  if [ ! -d "$_pd" ]; then mkdir -p -- "$_pd" 2>>"$ERR" || return 1; fi
+  if [ -e "$_pt" ] || [ -L "$_pt" ]; then rm -f -- "$_pt" 2>>"$ERR" || return 1; fi
+  umask 077; true 2>>"$ERR" >"$_pt"; _prc=$?; umask 022
+  [ "$_prc" -eq 0 ] || return 1
   if own "$_pt" "$4" "$5" 2>>"$ERR" && chmod "$3" "$_pt" 2>>"$ERR" &&
      dd if="$1" of="$_pt" bs=65536 conv=fsync 2>"$ERR.dd"; then :
   else
@@ -115,14 +125,14 @@ op_unmark() {  # IDX NAME
   ok "$1" "marker $2 removed"
 }
 op_sysd() {  # IDX VERB UNIT|-
-  if [ "$3" = - ]; then systemctl "$2" </dev/null >"$OUT" 2>&1 9>&-
-  else systemctl "$2" "$3" </dev/null >"$OUT" 2>&1 9>&-; fi
+  if [ "$3" = - ]; then systemctl "$2" </dev/null >"$OUT" 2>&1 8<&- 9>&-
+  else systemctl "$2" "$3" </dev/null >"$OUT" 2>&1 8<&- 9>&-; fi
   _rc=$?
   if [ $_rc -eq 0 ]; then ok "$1" "systemctl $2 ok"
   else bad "$1" "systemctl $2 $3 failed (exit $_rc)" "$(outtail)"; fi
 }
 op_pruneunit() {  # IDX UNIT PATH STOP
-  if [ "$4" = 1 ]; then systemctl disable --now "$2" </dev/null >/dev/null 2>&1 9>&-; fi
+  if [ "$4" = 1 ]; then systemctl disable --now "$2" </dev/null >/dev/null 2>&1 8<&- 9>&-; fi
   if rm -f -- "$3" 2>>"$ERR" && unmark "restart.$2"; then
     parent "$3"; fsyncd "$_pp"; ok "$1" "unit file removed"
   else bad "$1" "cannot remove $3: $(errtail)"; fi
@@ -133,20 +143,20 @@ op_pkg() {  # IDX MANAGER install|remove NAME...
   apt)
     _ao='-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold'
     _ao="$_ao -o DPkg::Lock::Timeout=300"
-    if DEBIAN_FRONTEND=noninteractive apt-get $_ao "$_pa" "$@" </dev/null >"$OUT" 2>&1 9>&-
+    if DEBIAN_FRONTEND=noninteractive apt-get $_ao "$_pa" "$@" </dev/null >"$OUT" 2>&1 8<&- 9>&-
     then _rc=0
     elif [ "$_pa" = install ]; then
       # Package lists may be missing or stale: refresh them once, then try again.
-      DEBIAN_FRONTEND=noninteractive apt-get -q update </dev/null >/dev/null 2>&1 9>&-
-      DEBIAN_FRONTEND=noninteractive apt-get $_ao "$_pa" "$@" </dev/null >"$OUT" 2>&1 9>&-
+      DEBIAN_FRONTEND=noninteractive apt-get -q update </dev/null >/dev/null 2>&1 8<&- 9>&-
+      DEBIAN_FRONTEND=noninteractive apt-get $_ao "$_pa" "$@" </dev/null >"$OUT" 2>&1 8<&- 9>&-
       _rc=$?
     else _rc=1; fi;;
   dnf)
     if command -v dnf >/dev/null 2>&1; then _d=dnf; else _d=yum; fi
-    "$_d" -y -q "$_pa" "$@" </dev/null >"$OUT" 2>&1 9>&-; _rc=$?;;
+    "$_d" -y -q "$_pa" "$@" </dev/null >"$OUT" 2>&1 8<&- 9>&-; _rc=$?;;
   apk)
     if [ "$_pa" = install ]; then _a=add; else _a=del; fi
-    apk "$_a" --no-progress "$@" </dev/null >"$OUT" 2>&1 9>&-; _rc=$?;;
+    apk "$_a" --no-progress "$@" </dev/null >"$OUT" 2>&1 8<&- 9>&-; _rc=$?;;
   *) bad "$_pi" "unsupported package manager $_pm"; return 1;;
   esac
   if [ $_rc -eq 0 ]; then ok "$_pi" "$_pa ok ($_pm)"
@@ -216,9 +226,9 @@ op_cmd() {  # IDX NAME TIMEOUT IDEMPOTENT DIGEST ARGV...
   fi
   crashpoint "pending:$_cn"
   if command -v timeout >/dev/null 2>&1; then
-    (cd / && timeout "$_ct" "$@") </dev/null >"$OUT" 2>&1 9>&-
+    (cd / && timeout "$_ct" "$@") </dev/null >"$OUT" 2>&1 8<&- 9>&-
   else
-    (cd / && "$@") </dev/null >"$OUT" 2>&1 9>&-
+    (cd / && "$@") </dev/null >"$OUT" 2>&1 8<&- 9>&-
   fi
   _crc=$?
   crashpoint "ran:$_cn"
@@ -269,49 +279,69 @@ rm -rf -- "$STAGE"
 mkdir -m 0700 -- "$STAGE" || abort StateUnwritable "cannot create $STAGE"
 trap 'rm -rf -- "$STAGE"' EXIT
 ERR="$STAGE/.err"; OUT="$STAGE/.out"
-if [ "$STAGED" = 1 ]; then
-  if ! tar -x -o -f - -C "$STAGE" 2>"$ERR"; then
-    abort UploadIncomplete "the content stream did not arrive whole: $(errtail)"
-  fi
+if ! tar -x -o -f - -C "$STAGE" 2>"$ERR"; then
+  abort UploadIncomplete "the content stream did not arrive whole: $(errtail)"
 fi
+if [ ! -f "$STAGE/ops" ] || [ "$(tail -n 1 "$STAGE/ops")" != . ]; then
+  abort UploadIncomplete "the content stream did not arrive whole: its ops are cut short"
+fi
+exec 8<"$STAGE/ops" || abort StateUnwritable "cannot read $STAGE/ops"
 SERIAL=$((_fs + 1))
 fence applying 2>>"$ERR" || abort StateUnwritable "cannot write markers/fence: $(errtail)"
 r locked "$SERIAL"
 
 # -- ops --------------------------------------------------------------------------------
-while [ $# -gt 0 ]; do
-  _op=$1; shift
+# call FN N: read N more items of the request and run FN with them as its arguments.
+# callv FN N: the same, then a count C and C items (lists: package names, command argv).
+# Inside a function `set --` changes that function's arguments only; no eval anywhere.
+call() {
+  _cf=$1; _cc=$2; set --
+  while [ "$_cc" -gt 0 ]; do
+    item || { r op "$_oi" failed "the ops are cut short"; return 1; }
+    set -- "$@" "$_iv"; _cc=$((_cc - 1))
+  done
+  "$_cf" "$_oi" "$@"
+}
+callv() {
+  _cf=$1; _cc=$2; set --
+  while [ "$_cc" -gt 0 ]; do
+    item || { r op "$_oi" failed "the ops are cut short"; return 1; }
+    set -- "$@" "$_iv"; _cc=$((_cc - 1))
+  done
+  item || { r op "$_oi" failed "the ops are cut short"; return 1; }
+  _cc=$_iv
+  case $_cc in ''|*[!0-9]*) r op "$_oi" failed "bad item count"; return 1;; esac
+  while [ "$_cc" -gt 0 ]; do
+    item || { r op "$_oi" failed "the ops are cut short"; return 1; }
+    set -- "$@" "$_iv"; _cc=$((_cc - 1))
+  done
+  "$_cf" "$_oi" "$@"
+}
+while item; do
+  _op=$_iv; _oi=-
   : > "$ERR"
+  if [ "$_op" = crash ]; then item; r crash "$_iv"; kill -9 0; sleep 60; fi
+  if item; then _oi=$_iv; fi
   case $_op in
-  write) op_write "$1" "$2" "$3" "$4" "$5" "$6"; _st=$?; shift 6;;
-  meta) op_meta "$1" "$2" "$3" "$4" "$5"; _st=$?; shift 5;;
-  mkdir) op_mkdir "$1" "$2" "$3" "$4" "$5"; _st=$?; shift 5;;
-  mark) op_mark "$1" "$2" "$3"; _st=$?; shift 3;;
-  unmark) op_unmark "$1" "$2"; _st=$?; shift 2;;
-  sysd) op_sysd "$1" "$2" "$3"; _st=$?; shift 3;;
-  pruneunit) op_pruneunit "$1" "$2" "$3" "$4"; _st=$?; shift 4;;
-  upload) op_upload "$1" "$2" "$3" "$4"; _st=$?; shift 4;;
-  switch) op_switch "$1" "$2" "$3"; _st=$?; shift 3;;
-  rmfile) op_rmfile "$1" "$2"; _st=$?; shift 2;;
-  rmdir) op_rmdir "$1" "$2"; _st=$?; shift 2;;
-  crash) r crash "$1"; kill -9 0; sleep 60; shift;;
-  pkg|prunerel|cmd)
-    # OP INDEX FIXED... COUNT ITEM...: the items are passed on as "${N}" references.
-    case $_op in pkg) _nf=3;; prunerel) _nf=3;; cmd) _nf=5;; esac
-    eval "_n=\${$((_nf + 1))}"
-    _a=; _k=1
-    while [ "$_k" -le "$_nf" ]; do _a="$_a \"\${$_k}\""; _k=$((_k + 1)); done
-    _k=$((_nf + 2)); _last=$((_nf + 1 + _n))
-    while [ "$_k" -le "$_last" ]; do _a="$_a \"\${$_k}\""; _k=$((_k + 1)); done
-    eval "op_$_op $_a"; _st=$?
-    shift "$_last";;
-  *) r op "${1-}" failed "unknown op $_op"; _st=1; set --;;
+  write) call op_write 5;;
+  meta|mkdir) call "op_$_op" 4;;
+  pruneunit|upload) call "op_$_op" 3;;
+  mark|sysd|switch) call "op_$_op" 2;;
+  unmark|rmfile|rmdir) call "op_$_op" 1;;
+  pkg|prunerel) callv "op_$_op" 2;;
+  cmd) callv op_cmd 4;;
+  *) r op "$_oi" failed "unknown op $_op"; false;;
   esac
+  _st=$?
   if [ "$_st" -ne 0 ]; then
     fence failed 2>/dev/null
     r stopped; r end; exit 0
   fi
 done
+if [ "$_ist" != 1 ]; then
+  fence failed 2>/dev/null
+  r op - failed "the ops are cut short"; r stopped; r end; exit 0
+fi
 fence applied 2>>"$ERR" || { r op - failed "cannot write markers/fence: $(errtail)"; r stopped; }
 r end
 """

@@ -1,7 +1,10 @@
 """Observing everything one app manages on a VM in ONE command, and parsing the answer.
 
-The script is a constant: what to look at travels as argv items (triples KIND VALUE
-EXTRA), never inside the script text, so no path can become shell code. It only reads.
+The script is a constant: what to look at travels as a request on stdin (triples KIND
+VALUE EXTRA, see `records.request_stream`), never inside the script text, so no path can
+become shell code, and never on the command line, so the command string has the same
+size for 10 files or 10,000 (sshd passes it as one argument, capped at 128 KiB). It only
+reads.
 The answer is the record format of `records` (length-prefixed, any byte is safe):
 
     observe   [version]
@@ -17,6 +20,9 @@ The answer is the record format of `records` (length-prefixed, any byte is safe)
     inventory [1|0, inventory.json content hex]
     marker    [file name under markers/, first 4 KiB of its content, hex]
     error     [what, why]   (a missing tool such as sha256sum: the plan blocks on it)
+
+A request that arrives cut short prints `error request` and no `end` record, and exits 3:
+a partial observation must never pass for a whole one.
 
 Cost on the VM: two forks per file (stat, sha256sum), about 5 ms; 200 files in sync
 took 1.2 s in one SSH command on a test-bed VM, an empty request 0.26 s.
@@ -34,7 +40,15 @@ from vmgitops.facts.observed import (
     ReleaseState,
     UnitState,
 )
-from vmgitops.facts.records import PRELUDE, MalformedOutput, Record, parse_records, unhex
+from vmgitops.facts.records import (
+    ITEM_READER,
+    PRELUDE,
+    MalformedOutput,
+    Record,
+    parse_records,
+    request_stream,
+    unhex,
+)
 from vmgitops.manifest.desired import DesiredState
 from vmgitops.manifest.vmpaths import STATE_ROOT, unit_path
 
@@ -44,9 +58,8 @@ NO_CONTENT = "-"
 
 OBSERVE_SCRIPT = (
     PRELUDE
+    + ITEM_READER
     + r"""
-NL='
-'
 MAXDIFF=65536
 pm=none
 obs() {
@@ -103,11 +116,13 @@ state() {
     fi
   done
 }
+# The request moves to fd 8; what runs here gets an empty stdin, so no tool can eat it.
+exec 8<&0 </dev/null
 r observe 1
 command -v sha256sum >/dev/null 2>&1 || r error sha256sum "sha256sum is not installed"
 command -v stat >/dev/null 2>&1 || r error stat "stat is not installed"
-while [ $# -ge 3 ]; do
-  _kind=$1; _val=$2; _extra=$3; shift 3
+while item && _kind=$_iv && item && _val=$_iv && item; do
+  _extra=$_iv
   case $_kind in
   pm) pm=$_val
       if [ "$pm" = auto ]; then
@@ -128,6 +143,7 @@ while [ $# -ge 3 ]; do
   *) r error "$_kind" "unknown request";;
   esac
 done
+if [ "$_ist" != 1 ]; then r error request "the request was cut short"; exit 3; fi
 r end
 """
 )
@@ -147,7 +163,15 @@ class ObserveRequest:
     exists: list[str] = field(default_factory=list)
 
     def argv(self) -> list[str]:
-        """`env LC_ALL=C sh -c SCRIPT vmgitops-observe KIND VALUE EXTRA ...`."""
+        """The command, the same for every request: what to observe is on `stdin()`."""
+        return ["env", "LC_ALL=C", "sh", "-c", OBSERVE_SCRIPT, "vmgitops-observe"]
+
+    def stdin(self) -> bytes:
+        """The request stream of `items()`."""
+        return request_stream(self.items())
+
+    def items(self) -> list[str]:
+        """`KIND VALUE EXTRA` triples, flat."""
         items = ["pm", self.package_manager, "", "state", self.state_dir, ""]
         for path, sha in self.files.items():
             items += ["file", path, sha]
@@ -161,7 +185,7 @@ class ObserveRequest:
             items += ["release", self.release, ""]
         for path in self.exists:
             items += ["exists", path, ""]
-        return ["env", "LC_ALL=C", "sh", "-c", OBSERVE_SCRIPT, "vmgitops-observe", *items]
+        return items
 
 
 def state_dir(app: str) -> str:

@@ -9,11 +9,26 @@ nothing is delimited, everything is length-prefixed. The grammar:
 
 The shell side is `PRELUDE` below. Lengths come from `${#v}`, which counts bytes only
 in the C locale, so probes always run as `env LC_ALL=C sh -c SCRIPT ...`.
+
+The other direction, a request: what a probe or the apply script is to work on (paths,
+ops) travels as a stream of items on its stdin, never on its command line. sshd hands
+the remote shell ONE command string, and Linux refuses a single argument longer than
+128 KiB (MAX_ARG_STRLEN, E2BIG): an app of about 1,200 files never fitted. On stdin the
+command string stays constant whatever the app's size. A POSIX shell cannot read exact
+byte counts without forking, but `IFS= read -r` returns one line exactly, so:
+
+    request := item* ".\n"
+    item    := ("+" LINE "\n")* "-" LINE "\n"    (the item's lines, split on "\n")
+
+`-` marks an item's last line, `+` one that continues it, so any item but one holding
+NUL (which no argv can carry either) arrives exactly: empty, trailing newlines, leading
+dashes, backslashes. The `.` line makes a request that was cut short detectable.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 #: Shell helpers shared by the probe scripts: `r TAG FIELD...` prints one record,
@@ -25,6 +40,27 @@ r() {
   for _f in "$@"; do printf '%s:%s\n' "${#_f}" "$_f"; done
 }
 hex() { od -An -v -tx1 | tr -d ' \n'; }
+"""
+
+#: Shell helper of the scripts that read a request (see above) on fd 8: `item` puts
+#: the next item in $_iv and succeeds; at the end it fails with _ist=1 (the "." line)
+#: or _ist=2 (input cut short, or not a request).
+ITEM_READER = r"""
+NL='
+'
+_ist=0
+item() {
+  IFS= read -r _il <&8 || { _ist=2; return 1; }
+  _iv=${_il#?}
+  while :; do
+    case $_il in
+    -*) return 0;;
+    +*) IFS= read -r _il <&8 || { _ist=2; return 1; }; _iv="$_iv$NL${_il#?}";;
+    .) _ist=1; return 1;;
+    *) _ist=2; return 1;;
+    esac
+  done
+}
 """
 
 _HEADER = re.compile(rb"([a-z][a-z0-9-]*) ([0-9]{1,6})\n")
@@ -81,3 +117,18 @@ def unhex(field: bytes) -> bytes:
         return bytes.fromhex(field.decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise MalformedOutput("a hex field is not hex") from None
+
+
+def request_stream(items: Iterable[str]) -> bytes:
+    """Items -> the request stream that `ITEM_READER` reads back exactly."""
+    out = bytearray()
+    for item in items:
+        if "\x00" in item:
+            # No argv can carry NUL either: refusing it here keeps "exactly" true.
+            raise ValueError("a request item cannot contain NUL")
+        *more, last = item.encode("utf-8", "surrogateescape").split(b"\n")
+        for line in more:
+            out += b"+" + line + b"\n"
+        out += b"-" + last + b"\n"
+    out += b".\n"
+    return bytes(out)

@@ -8,6 +8,7 @@ import tarfile
 import pytest
 
 from vmgitops.executor.ops import (
+    OP_SECONDS,
     CrashPoint,
     compile_steps,
     parse_crash_point,
@@ -20,6 +21,7 @@ from vmgitops.executor.outcome import (
     parse_partial,
     read_run,
 )
+from vmgitops.facts.records import request_stream
 from vmgitops.manifest.desired import ReleaseFile
 from vmgitops.plan.steps import (
     DaemonReload,
@@ -185,41 +187,37 @@ def test_the_argv_header_and_staging() -> None:
         lock_wait=30,
     )
     assert argv[:4] == ["env", "LC_ALL=C", "sh", "-c"]
-    assert argv[5:14] == [
-        "vmgitops-apply",
-        "/var/lib/vmgitops",
-        STATE,
-        "3",
-        "abc",
-        "7",
-        "30",
-        "",
-        "1",
-    ]
+    assert argv[5:] == ["vmgitops-apply", "/var/lib/vmgitops", STATE, "3", "abc", "7", "30", ""]
     assert batch.op_count == {0: 1, 1: 1, 2: 1}
     with tarfile.open(fileobj=io.BytesIO(stage_tar(batch))) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        assert sorted(members) == ["f0", "r", "r/README", "r/bin", "r/bin/run"]
+        assert [m.name for m in tar.getmembers()][-1] == "ops"  # last: see script.py
+        assert sorted(members) == ["f0", "ops", "r", "r/README", "r/bin", "r/bin/run"]
+        ops = tar.extractfile("ops")
+        assert ops is not None and ops.read() == request_stream(batch.ops)
         assert members["r/bin/run"].mode == 0o755 and members["r/README"].mode == 0o644
         assert members["f0"].mode == 0o600 and members["r"].isdir()
         f0 = tar.extractfile("f0")
         assert f0 is not None and f0.read() == b"A"
 
 
-def test_nothing_staged_means_no_stdin() -> None:
-    batch = compile_steps([DaemonReload(), StartService("a.service")], state_dir=STATE)
-    assert not batch.staged
-    assert (
-        batch.argv(
+def test_the_command_line_does_not_grow_with_the_plan() -> None:
+    # sshd passes the command as ONE argument, capped at 128 KiB by Linux: the ops of a
+    # big plan must travel on stdin, never on the command line.
+    def argv_of(n: int) -> list[str]:
+        steps = [WriteFile(f"/etc/app/f{i:05d}.conf", b"x", "s") for i in range(n)]
+        return compile_steps(steps, state_dir=STATE).argv(
             state_root="/r",
             state_dir="/r/x",
             generation=1,
             revision="r",
             expected_serial=0,
             lock_wait=1,
-        )[13]
-        == "0"
-    )
+        )
+
+    assert argv_of(1) == argv_of(5000)
+    with tarfile.open(fileobj=io.BytesIO(stage_tar(compile_steps([], state_dir=STATE)))) as tar:
+        assert tar.getnames() == ["ops"]  # nothing to stage: still the (empty) ops
 
 
 def test_the_deadline_covers_commands_packages_and_bytes() -> None:
@@ -229,7 +227,7 @@ def test_the_deadline_covers_commands_packages_and_bytes() -> None:
         WriteFile("/big", b"x" * 5_000_000, "s"),
     ]
     batch = compile_steps(steps, state_dir=STATE)
-    assert batch.timeout == pytest.approx(60 + 110 + 900 + 5)
+    assert batch.timeout == pytest.approx(60 + 110 + 900 + 5 + 3 * OP_SECONDS)
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -323,7 +325,7 @@ def _observe(bed: Bed, desired: Any) -> Any:
     from vmgitops.engine import observe_request
 
     req = observe_request(desired, KEY, {}, str(bed.state))
-    out = subprocess.run(req.argv(), capture_output=True, check=True)
+    out = subprocess.run(req.argv(), input=req.stdin(), capture_output=True, check=True)
     return parse_observation(out.stdout)
 
 
@@ -396,11 +398,35 @@ def test_a_cut_content_stream_changes_nothing(dash: Bed) -> None:
         expected_serial=0,
         lock_wait=5,
     )
-    out = asyncio.run(dash.runner.run(argv, stdin=data[: len(data) // 2]))
-    assert b"UploadIncomplete" in out.stdout
-    assert not Path(dash.p("etc")).exists() and not Path(dash.p("opt")).exists()
-    assert dash.marker("fence") is None
-    assert not (dash.state / KEY / ".stage").exists()
+    # Cut mid-stream (tar notices), and exactly where the ops member starts: tar takes a
+    # stream cut at a member boundary for a whole one; the missing ops must not.
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        ops_at = tar.getmember("ops").offset
+    for cut in (len(data) // 2, ops_at):
+        out = asyncio.run(dash.runner.run(argv, stdin=data[:cut]))
+        assert b"UploadIncomplete" in out.stdout, cut
+        assert not Path(dash.p("etc")).exists() and not Path(dash.p("opt")).exists()
+        assert dash.marker("fence") is None
+        assert not (dash.state / KEY / ".stage").exists()
+
+
+def test_a_big_app_applies_and_observes_through_stdin(dash: Bed) -> None:
+    # Many ops and paths, all read from the request stream; the command lines stay the
+    # same small size as for one file (an SSH command string is capped at 128 KiB, which
+    # about 1,200 files' ops exceeded: tests/chaos/test_chaos_limits.py has the VM side).
+    bed = dash
+    files = "".join(
+        f'  - {{path: "@/etc/many/f{i:04d}.conf", content: "{i}"}}\n' for i in range(300)
+    )
+    bed.write_app("files:\n" + files)
+    first = bed.sync()
+    assert first.error is None and first.sync == "Synced", first.message
+    assert len(os.listdir(bed.p("etc/many"))) == 300
+    assert Path(bed.p("etc/many/f0299.conf")).read_text() == "299"
+    # Each command is its script and a few header items, not a list of 300 paths.
+    assert all(len(" ".join(c)) < len(c[4]) + 1024 for c in bed.runner.commands)
+    again = bed.sync()
+    assert again.error is None and again.sync == "Synced" and not again.steps
 
 
 @pytest.fixture

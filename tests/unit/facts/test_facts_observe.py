@@ -32,7 +32,7 @@ def observe(req: ObserveRequest, shell: str = "sh") -> ObservedState:
     argv = req.argv()
     assert argv[:5] == ["env", "LC_ALL=C", "sh", "-c", OBSERVE_SCRIPT]
     argv[2] = shell
-    done = subprocess.run(argv, capture_output=True, timeout=60, check=True)
+    done = subprocess.run(argv, input=req.stdin(), capture_output=True, timeout=60, check=True)
     return parse_observation(done.stdout)
 
 
@@ -142,12 +142,31 @@ def test_units_without_systemd_are_unknown(tmp_path: Path) -> None:
     assert unit.active in ("unknown", "inactive")  # no systemd here, or systemd answering
 
 
-def test_script_is_constant_and_data_is_argv(tmp_path: Path) -> None:
+def test_script_is_constant_and_data_is_on_stdin(tmp_path: Path) -> None:
     req = ObserveRequest("/var/lib/vmgitops/a", "apt", files={"/etc/$(reboot)": "-"})
     argv = req.argv()
     assert argv[4] is OBSERVE_SCRIPT
-    assert "/etc/$(reboot)" in argv[6:]
-    assert "reboot" not in OBSERVE_SCRIPT
+    assert all("reboot" not in a for a in argv)
+    assert b"/etc/$(reboot)" in req.stdin()
+    # The command line is the same for any request: sshd passes it as one argument,
+    # which Linux caps at 128 KiB (an app of ~1,200 files did not fit).
+    many = {f"/etc/app/f{i:05d}.conf": "0" * 64 for i in range(5000)}
+    assert ObserveRequest("/s", "apt", files=many).argv() == argv
+
+
+def test_a_request_cut_short_is_never_a_whole_observation(tmp_path: Path, shell: str) -> None:
+    (tmp_path / "a").write_bytes(b"a")
+    req = ObserveRequest(str(tmp_path / "state"), "none", files={str(tmp_path / "a"): "-"})
+    data = req.stdin()
+    argv = req.argv()
+    argv[2] = shell
+    whole = subprocess.run(argv, input=data, capture_output=True, timeout=60, check=False)
+    assert whole.returncode == 0 and parse_observation(whole.stdout).paths
+    for cut in (data[:-2], data[: len(data) // 2], b"garbage\n"):
+        done = subprocess.run(argv, input=cut, capture_output=True, timeout=60, check=False)
+        assert done.returncode == 3, cut
+        with pytest.raises(MalformedOutput):
+            parse_observation(done.stdout)
 
 
 def test_request_for_desired_state() -> None:

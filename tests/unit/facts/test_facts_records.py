@@ -2,9 +2,57 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+
 import pytest
 
-from vmgitops.facts.records import MalformedOutput, Record, parse_records, unhex
+from vmgitops.facts.records import (
+    ITEM_READER,
+    PRELUDE,
+    MalformedOutput,
+    Record,
+    parse_records,
+    request_stream,
+    unhex,
+)
+
+SHELLS = [s for s in ("sh", "dash", "bash", "busybox") if shutil.which(s)]
+#: Reads a request on stdin and prints its items back as one record.
+ECHO = (
+    PRELUDE
+    + ITEM_READER
+    + r"""
+exec 8<&0 </dev/null
+set --
+while item; do set -- "$@" "$_iv"; done
+r items "$@"
+r state "$_ist"
+r end
+"""
+)
+TRICKY = [
+    "",
+    "plain",
+    "\n",
+    "\n\n",
+    "a\n",
+    "\nb",
+    "-",
+    "+",
+    ".",
+    "-.",
+    "\n.\n",
+    "  spaces  ",
+    "\ttab\t",
+    "back\\slash\\",
+    "\\",
+    "$(touch /tmp/vmgt-pwned) `id` ${HOME} $HOME '\" ;|&",
+    "caf\u00e9 \U0001f600",
+    "\r\n\r",
+    "\udcff\udc80 not UTF-8",
+    "x" * 200_000,
+]
 
 
 @pytest.mark.parametrize(
@@ -65,3 +113,33 @@ def test_unhex() -> None:
     assert unhex(b"00ff41") == b"\x00\xffA"
     with pytest.raises(MalformedOutput):
         unhex(b"zz")
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_request_reaches_the_shell_exactly(shell: str) -> None:
+    argv = ["busybox", "sh"] if shell == "busybox" else [shell]
+    done = subprocess.run(
+        [*argv, "-c", ECHO, "echo"],
+        input=request_stream(TRICKY),
+        capture_output=True,
+        env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=True,
+    )
+    items, state = parse_records(done.stdout)
+    assert [f.decode("utf-8", "surrogateescape") for f in items.fields] == TRICKY
+    assert state.fields == (b"1",)  # ended at the "." line
+
+
+@pytest.mark.parametrize("cut", [-2, -1, 5], ids=["no end line", "end line cut", "mid-item"])
+def test_a_request_cut_short_is_told_apart(cut: int) -> None:
+    data = request_stream(["a", "b\nc"])[:cut]
+    done = subprocess.run(
+        ["sh", "-c", ECHO, "echo"], input=data, capture_output=True, timeout=60, check=True
+    )
+    assert parse_records(done.stdout)[1].fields == (b"2",)
+
+
+def test_nul_cannot_be_a_request_item() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        request_stream(["a\x00b"])
