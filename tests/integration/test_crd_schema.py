@@ -77,6 +77,18 @@ def test_valid_objects_are_accepted(namespace: str, obj: dict[str, Any]) -> None
     assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["file:///srv/git/shop.git", "/srv/git/shop.git", "git@example.com:org/shop.git"],
+)
+def test_repo_url_policy_is_left_to_the_operator(namespace: str, url: str) -> None:
+    # Whether file:// or a local path may be fetched is the operator's setting
+    # (VMGITOPS_GIT_ALLOW_FILE, else RepoURLRefused with the reason): admission must not
+    # refuse them first, or the setting could never take effect.
+    res = server_dry_run(namespace, with_(GOOD_APP, "spec.source.repoURL", url))
+    assert res.returncode == 0, res.stderr
+
+
 BAD = [
     pytest.param(with_(GOOD_TARGET, "spec.port", 0), "spec.port", id="port-zero"),
     pytest.param(with_(GOOD_TARGET, "spec.port", 70000), "spec.port", id="port-too-large"),
@@ -103,6 +115,19 @@ BAD = [
     ),
     pytest.param(
         with_(GOOD_APP, "spec.source.repoURL", ""), "spec.source.repoURL", id="empty-repo-url"
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.source.repoURL", "shop"), "spec.source.repoURL", id="not-a-url"
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.source.repoURL", "git://host/a b"),
+        "spec.source.repoURL",
+        id="url-with-space",
+    ),
+    pytest.param(
+        with_(GOOD_APP, "spec.source.repoURL", "-oProxyCommand=touch:x"),
+        "spec.source.repoURL",
+        id="url-like-an-option",
     ),
     pytest.param(
         with_(GOOD_APP, "spec.strategy", {"type": "Blue"}),

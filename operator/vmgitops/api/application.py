@@ -18,8 +18,23 @@ from vmgitops.api.common import (
 )
 from vmgitops.api.meta import API_VERSION, APPLICATION
 
-REPO_URL_PATTERN = r"^((https?|git|ssh)://\S+|[A-Za-z0-9._~-]+@[A-Za-z0-9.-]+:\S+)$"
-"""git://, https://, ssh:// URLs or the scp-like user@host:path form; no file://."""
+_URL_CHAR = r"[^\x00-\x20\x7f]"
+_IPV6 = r"\[[0-9A-Fa-f:.%]+\]"
+_NAME = r"[^@/:\[\]\x00-\x20\x7f]"
+REPO_URL_PATTERN = (
+    rf"^([A-Za-z][A-Za-z0-9+.-]*://{_URL_CHAR}+"
+    rf"|/{_URL_CHAR}*"
+    rf"|([^-@/:\x00-\x20\x7f]{_NAME}*@({_IPV6}|{_NAME}+)|{_IPV6}|[^-@/:\[\]\x00-\x20\x7f]{_NAME}*)"
+    rf":{_URL_CHAR}+)$"
+)
+"""The shape of a Git location, and no more: SCHEME://..., an absolute path, or the
+scp-like [user@]host:path; no whitespace or control character anywhere, and no leading
+"-" (git could read the whole URL as an option). Which schemes, hosts and local paths
+are allowed is the operator's policy (file:// and local paths only with
+VMGITOPS_GIT_ALLOW_FILE, no cloud metadata or option-like hosts...): a refused one is
+reported as RepoURLRefused with the reason. The schema used to allow only
+git/http(s)/ssh, which made VMGITOPS_GIT_ALLOW_FILE useless: file:// was refused at
+admission whatever the setting."""
 
 _SEGMENT = r"(\.|\.\.[^/\n]+|\.?[^/.\n][^/\n]*)"
 RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*/?$"
@@ -30,7 +45,8 @@ class ApplicationSource(ApiModel):
     """Where the desired state lives: a folder in a Git repository."""
 
     repo_url: str = Field(alias="repoURL", min_length=1, max_length=2048, pattern=REPO_URL_PATTERN)
-    """git://, https:// or ssh:// URL of the repository."""
+    """git://, https://, ssh:// URL or user@host:path of the repository (file:// or a local
+    path only where the operator allows them, VMGITOPS_GIT_ALLOW_FILE)."""
     target_revision: str = Field(default="HEAD", min_length=1, max_length=1024)
     """Branch, tag or commit to deploy."""
     path: str = Field(default=".", min_length=1, max_length=4096, pattern=RELATIVE_PATH_PATTERN)

@@ -427,9 +427,9 @@ def _with(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
         ),
         pytest.param(
             VMApplicationSpec,
-            _with(MIN_APP, "source.repoURL", "file:///etc"),
+            _with(MIN_APP, "source.repoURL", "not a url"),
             "repoURL",
-            id="file-url",
+            id="garbage-url",
         ),
         pytest.param(
             VMApplicationSpec, _with(MIN_APP, "source.path", "../x"), "path", id="path-escapes"
@@ -558,9 +558,22 @@ def test_source_path(path: str, valid: bool) -> None:
         ("https://example.com/org/shop.git", True),
         ("ssh://git@127.0.0.1:2222/shop.git", True),
         ("git@example.com:org/shop.git", True),
-        ("file:///srv/shop.git", False),
-        ("/srv/shop.git", False),
+        ("example.com:org/shop.git", True),
+        ("git@[::1]:shop.git", True),
+        # The operator's policy decides on these (VMGITOPS_GIT_ALLOW_FILE), with a
+        # RepoURLRefused that says why; the schema must not refuse them first.
+        ("file:///srv/shop.git", True),
+        ("/srv/shop.git", True),
+        ("ftp://example.com/shop.git", True),
         ("git://host/with space", False),
+        ("git://host/x\n", False),
+        ("git://host/\x01", False),
+        ("", False),
+        ("shop", False),
+        ("relative/shop.git", False),
+        ("-oProxyCommand=touch:x", False),  # the whole URL would read as an option
+        ("git@-oProxyCommand=touch:x", True),  # the operator refuses this host
+        ("a@b@c:x", False),
     ],
     ids=lambda v: repr(v),
 )
