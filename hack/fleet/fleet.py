@@ -238,9 +238,10 @@ def start(names: list[str]) -> None:
         results = dict(zip(to_wait, answers, strict=True))
     failed = [n for n, ok in results.items() if not ok]
     if failed:
-        raise SystemExit(f"[fleet] sshd did not answer within {BOOT_TIMEOUT:.0f}s on: "
-                         f"{', '.join(failed)} (see .dev/fleet/<vm>/console.log)")
-    log(f"{len(names)} VM(s) answer SSH after {time.monotonic() - t0:.1f}s")
+        raise SystemExit(f"[fleet] no login within {BOOT_TIMEOUT:.0f}s (sshd silent, or "
+                         f"/run/nologin left by systemd-user-sessions) on: {', '.join(failed)} "
+                         "(see .dev/fleet/<vm>/console.log)")
+    log(f"{len(names)} VM(s) answer SSH and allow logins after {time.monotonic() - t0:.1f}s")
 
 
 def stop(name: str, *, remove: bool) -> None:
@@ -383,8 +384,39 @@ def _prepare_private(name: str, via: str) -> None:
         {"index": i, "netns": ns, "via": via, "linkAddress": link_address}) + "\n")
 
 
+#: Run inside a VM: succeeds once logins are allowed. systemd-tmpfiles writes /run/nologin
+#: early in boot and systemd-user-sessions.service removes it; in a boot storm that unit
+#: can time out or fail, and then pam_nologin refuses every login but root's for good,
+#: although sshd answers. Starting the unit is a no-op when it is already active, and
+#: waits for it (or starts it again) otherwise.
+ALLOW_LOGINS = ("timeout 60 systemctl start systemd-user-sessions.service >/dev/null 2>&1; "
+                "test ! -e /run/nologin && test ! -e /etc/nologin")
+
+
+def allow_logins(name: str, deadline: float) -> bool:
+    """Whether the VM lets users log in (see ALLOW_LOGINS), retried until `deadline`."""
+    while time.monotonic() < deadline:
+        pid = pid_of(name)
+        if pid is None:
+            return False
+        cmd = ["nsenter", "-t", str(pid), "-m", "-u", "-p", "-n", "-r", "-w",
+               "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "sh", "-c", ALLOW_LOGINS]
+        try:
+            if subprocess.run(cmd, capture_output=True, timeout=90, check=False).returncode == 0:
+                return True
+        except subprocess.TimeoutExpired:
+            pass
+        time.sleep(1)
+    return False
+
+
 def wait_vm(name: str, deadline: float) -> bool:
-    """Whether the VM's sshd answers, asked from where it is reachable."""
+    """Whether the VM accepts logins: sshd answers, asked from where it is reachable, and
+    systemd-user-sessions has let users in."""
+    return _wait_sshd(name, deadline) and allow_logins(name, deadline)
+
+
+def _wait_sshd(name: str, deadline: float) -> bool:
     address = (vm_dir(name) / "address").read_text().strip()
     net = net_config(name)
     if net is None or not net.get("via"):
