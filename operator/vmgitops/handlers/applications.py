@@ -218,11 +218,12 @@ async def _index_caught_up(
     """Before a new application's first selection: the target index holds every target
     the API server has in the namespace, or INDEX_CATCH_UP has passed.
 
-    Applications created together share one check per namespace (one metadata-only
-    list), as long as it started after they did.
+    Applications of one namespace share one check (one metadata-only list): the one
+    still running (hundreds of daemons start one after the other when the operator
+    starts), or a finished one that started after the application's daemon did.
     """
     entry = _catch_ups.get(namespace)
-    if entry is None or entry[0] < since:
+    if entry is None or (entry[1].done() and entry[0] < since):
         check: asyncio.Future[set[str]] = asyncio.ensure_future(
             catch_up(
                 lambda: _api().names(meta.TARGET, namespace),

@@ -70,13 +70,19 @@ async def test_first_selection_waits_for_the_lagging_index(api: FakeAPI) -> None
 
 
 async def test_applications_created_together_share_one_list(api: FakeAPI) -> None:
-    index = {"ns": [body(f"vm{i}") for i in range(6)]}
-    await asyncio.gather(
-        *(
-            handlers._index_caught_up(f"ns/app{i}", "ns", index, 0.0, Stopped())  # type: ignore[arg-type]
-            for i in range(20)
-        )
-    )
+    index: dict[str, list[dict[str, Any]]] = {"ns": [body(f"vm{i}") for i in range(5)]}
+
+    async def start(i: int) -> None:
+        # Daemons start one after the other while the first check still waits.
+        await asyncio.sleep(0.01 * i)
+        since = handlers.time.monotonic()
+        await handlers._index_caught_up(f"ns/app{i}", "ns", index, since, Stopped())  # type: ignore[arg-type]
+
+    async def last_target_indexed() -> None:
+        await asyncio.sleep(0.3)
+        index["ns"].append(body("vm5"))
+
+    await asyncio.gather(last_target_indexed(), *(start(i) for i in range(20)))
     assert api.lists == 1
     # An application created after that check gets a fresh one.
     later = handlers.time.monotonic() + 1
