@@ -493,10 +493,15 @@ def other_key(tmp_path: Path) -> str:
     ],
 )
 async def test_ssh_key_and_known_hosts_reach_a_real_sshd(
-    source: GitSource, fleet: list[VM], tmp_path: Path, url: str
+    source: GitSource, fleet: list[VM], tmp_path: Path, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The fleet's VMs run OpenSSH without git: authentication succeeds, then the server
     has no git-upload-pack. A wrong host key or key fails earlier, with its own reason."""
+    # This process's key folders only: operators SIGKILLed by the chaos tests (or other
+    # checkouts' runs) leave theirs in the shared /tmp.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     vm = fleet[0]
     if "{port}" not in url and vm.port != 22:
         pytest.skip("scp-like URLs have no port")

@@ -17,7 +17,9 @@ import hashlib
 import os
 import shlex
 import shutil
+import stat
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,6 +220,38 @@ def _write_private(path: Path, text: str, mode: int) -> None:
 def prompt_host(repo: RepoURL) -> str:
     """The host[:port] git names in its credential prompts for this URL."""
     return urlsplit(repo.raw).netloc.rpartition("@")[2]
+
+
+#: Prefixes of the private temporary folders of git commands (key files, askpass) and of
+#: promotion clones; a SIGKILLed operator leaves them behind.
+SCRATCH_PREFIXES = ("vmgitops-git-", "vmgitops-promote-")
+
+
+def sweep_stale_scratch(max_age: float = 3600.0, root: Path | None = None) -> list[str]:
+    """Removes this user's scratch folders untouched for `max_age` seconds; their names.
+
+    A crash between creating a folder and its `finally` leaves an SSH key file on disk:
+    the next operator start removes it. Young folders stay: another operator process on
+    the same machine may be using them (no git command runs for anywhere near an hour).
+    """
+    base = root if root is not None else Path(tempfile.gettempdir())
+    now, uid, removed = time.time(), os.getuid(), []
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(SCRATCH_PREFIXES):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid or now - info.st_mtime < max_age:
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from .credentials import (
     credentials_from_secret,
     fingerprint,
     secrets_of,
+    sweep_stale_scratch,
 )
 from .errors import RepoURLRefused, RevisionNotFound, SourceError
 from .mirror import Mirror
@@ -133,6 +134,9 @@ class GitSource:
             self.cache_dir / "checkouts", checkout_timeout, tree_limits or TreeLimits()
         )
         self._executor = ThreadPoolExecutor(workers, thread_name_prefix="vmgitops-git")
+        swept = sweep_stale_scratch()
+        if swept:
+            log.info("removed %d scratch folder(s) left by a stopped operator", len(swept))
         self._repo_locks: dict[str, asyncio.Lock] = {}
         self._checkout_locks: dict[str, asyncio.Lock] = {}
         self._listings: dict[str, _Listing] = {}

@@ -26,6 +26,7 @@ from vmgitops.source.credentials import (
     check_fit,
     fingerprint,
     secrets_of,
+    sweep_stale_scratch,
 )
 from vmgitops.source.gitcmd import base_env
 
@@ -277,3 +278,27 @@ def test_base_env_locks_git_down(tmp_path: Path) -> None:
     assert config["submodule.recurse"] == "false"
     assert config["core.hooksPath"] == "/dev/null"
     assert "file" in base_env(SourcePolicy(allow_file=True), tmp_path)["GIT_ALLOW_PROTOCOL"]
+
+
+def test_sweep_removes_only_old_scratch_folders(tmp_path: Path) -> None:
+    """A SIGKILLed operator's key folder goes at the next start; young ones and others stay."""
+    old_ts = 1_000_000_000.0
+    for name in ("vmgitops-git-old", "vmgitops-promote-old", "vmgitops-git-young", "other-old"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "id").write_text("key")
+    (tmp_path / "vmgitops-git-file").write_text("not a folder")
+    for name in ("vmgitops-git-old", "vmgitops-promote-old", "other-old", "vmgitops-git-file"):
+        os.utime(tmp_path / name, (old_ts, old_ts))
+
+    removed = sweep_stale_scratch(max_age=3600, root=tmp_path)
+
+    assert sorted(removed) == ["vmgitops-git-old", "vmgitops-promote-old"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other-old",
+        "vmgitops-git-file",
+        "vmgitops-git-young",
+    ]
+
+
+def test_sweep_of_a_missing_root_is_empty(tmp_path: Path) -> None:
+    assert sweep_stale_scratch(root=tmp_path / "absent") == []
