@@ -19,6 +19,13 @@ ANNOTATION_SYNC = f"{GROUP}/sync"
 """Set by a user or the CLI: sync now, also without `automated`. Removed once acted on."""
 ANNOTATION_APPROVED_BY = f"{GROUP}/approved-by"
 """Set on a Promotion to approve it; the value (who approved) goes to status.approvedBy."""
+ANNOTATION_RESOLVE_COMMAND = f"{GROUP}/resolve-command"
+"""Set on a VirtualMachineTarget by a user or `vmgitops resolve`: `APP/COMMAND=ran` or
+`APP/COMMAND=rerun` settles a CommandOutcomeUnknown. The operator acts on it at the
+application's next tick and removes it, leaving ANNOTATION_RESOLVE_RESULT."""
+ANNOTATION_RESOLVE_RESULT = f"{GROUP}/resolve-command-result"
+"""Written by the operator when it removes ANNOTATION_RESOLVE_COMMAND: `REQUEST: REASON:
+MESSAGE` (REASON CommandResolved or ResolveRefused), what `vmgitops resolve` prints."""
 
 FINALIZER = f"{GROUP}/finalizer"
 

@@ -23,8 +23,10 @@ from vmgitops import settings as settings_mod
 from vmgitops.api import meta
 from vmgitops.handlers import targets as target_handlers
 from vmgitops.kube.client import Kube, NotFound, unreachable
+from vmgitops.plan.resolution import REFUSED, MalformedResolve, ResolveResult, parse_resolve
 from vmgitops.reconcile.app_controller import AppReconciler, Deps
 from vmgitops.reconcile.app_driver import SSHDriver
+from vmgitops.reconcile.app_resolve import result_value
 from vmgitops.reconcile.app_targets import TargetStatusBook, catch_up
 from vmgitops.source import GitSource
 
@@ -96,6 +98,7 @@ def book() -> TargetStatusBook:
 def _light(namespace: str | None, name: str, body: kopf.Body) -> dict[str, Any]:
     """What selecting a target, syncing it and writing its entry need from its body."""
     m = body.get("metadata") or {}
+    annotations = m.get("annotations") or {}
     return {
         "apiVersion": meta.API_VERSION,
         "kind": meta.TARGET.kind,
@@ -106,6 +109,10 @@ def _light(namespace: str | None, name: str, body: kopf.Body) -> dict[str, Any]:
             "uid": m.get("uid"),
             "generation": m.get("generation"),
             "resourceVersion": m.get("resourceVersion"),
+            # Only the request an application acts on (see _answer_resolve).
+            "annotations": {
+                k: v for k, v in annotations.items() if k == meta.ANNOTATION_RESOLVE_COMMAND
+            },
         },
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
@@ -160,6 +167,8 @@ async def application_event(*, body: kopf.Body, type: str, **_: Any) -> None:
 
 
 _target_labels: dict[str, dict[str, str]] = {}
+#: target key -> the resolve-command value last seen on it (handled or handed over).
+_resolve_seen: dict[str, str] = {}
 
 
 @kopf.on.event(*TARGETS)
@@ -169,11 +178,69 @@ async def target_membership_event(*, body: kopf.Body, type: str, **_: Any) -> No
     labels = dict(body.meta.labels)
     if type == "DELETED":
         _target_labels.pop(key, None)
+        _resolve_seen.pop(key, None)
         book().forget(str(body.meta.namespace), str(body.meta.name))
         _wake_namespace(body.meta.namespace)
-    elif _target_labels.get(key) != labels:
+        return
+    if _target_labels.get(key) != labels:
         _target_labels[key] = labels
         _wake_namespace(body.meta.namespace)
+    await _resolve_request(key, body)
+
+
+async def _resolve_request(key: str, body: kopf.Body) -> None:
+    """A vmgitops.io/resolve-command request: wakes the application it names, whose tick
+    acts on it; one that names none (malformed) or a missing one is refused here."""
+    value = body.meta.annotations.get(meta.ANNOTATION_RESOLVE_COMMAND)
+    if value is None:
+        _resolve_seen.pop(key, None)
+        return
+    if _resolve_seen.get(key) == value:
+        return  # this watch event is another change of the target, or our own write
+    _resolve_seen[key] = value
+    namespace, name = str(body.meta.namespace), str(body.meta.name)
+    try:
+        request = parse_resolve(value)
+    except MalformedResolve as exc:
+        await _answer_resolve(body, value, ResolveResult(REFUSED, f"target {name}: {exc}"))
+        return
+    ev = _wake.get(f"{namespace}/{request.app}")
+    if ev is not None:
+        ev.set()
+        return
+    try:
+        await _api().get(meta.APPLICATION, namespace, request.app)
+    except NotFound:
+        message = f"target {name}: {value}: no VMApplication {request.app} in {namespace}"
+        await _answer_resolve(body, value, ResolveResult(REFUSED, message))
+    # Otherwise its daemon is starting: its first tick acts on the request.
+
+
+async def _answer_resolve(target: Mapping[str, Any], value: str, result: ResolveResult) -> None:
+    """Removes the request, leaves the result beside it and posts an Event on the target
+    (the value names an application, a command and an answer: nothing secret)."""
+    m = target.get("metadata") or {}
+    namespace, name = str(m.get("namespace")), str(m.get("name"))
+    patch = {
+        "metadata": {
+            "annotations": {
+                meta.ANNOTATION_RESOLVE_COMMAND: None,
+                meta.ANNOTATION_RESOLVE_RESULT: result_value(value, result),
+            }
+        }
+    }
+    try:
+        await _api().patch(meta.TARGET, namespace, name, patch)
+    except NotFound:
+        return
+    type_ = "Warning" if result.reason == REFUSED else "Normal"
+    log.info("%s/%s: %s %s", namespace, name, result.reason, result.message)
+    ref: Any = {
+        "apiVersion": meta.API_VERSION,
+        "kind": meta.TARGET.kind,
+        "metadata": {"namespace": namespace, "name": name, "uid": m.get("uid")},
+    }
+    kopf.event(kopf.Body(ref), type=type_, reason=result.reason, message=result.message[:1024])
 
 
 async def _collect_checkouts() -> None:
@@ -384,6 +451,7 @@ async def application_daemon(
             metrics=metrics_mod.current(),
             stopping=lambda: bool(stopped),
             observe_concurrency=settings_mod.current().observe_concurrency,
+            answer_resolve=_answer_resolve,
         ),
     )
     reconciler.live_body = lambda: body

@@ -144,8 +144,10 @@ def _unknown(name: str, pending: str) -> str:
     started = f" ({pending})" if pending else ""
     return (
         f"command {name!r} was started{started} but its outcome is unknown (the apply "
-        f"stopped while it ran); check the VM, then delete markers/pending.{name} in the "
-        "app's state directory to let it run again"
+        "stopped while it ran); check the VM, then say what happened: `vmgitops resolve "
+        f"APP --target TARGET --command {name} --ran` (it did its work: record it, do not "
+        "run it again) or `--rerun` (run it at the next apply), which set the target's "
+        "vmgitops.io/resolve-command annotation"
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vmgitops.manifest import LoadedApp
+from vmgitops.plan.resolution import ResolveRequest, ResolveResult
 from vmgitops.reconcile.app_status import TargetView
 
 
@@ -45,3 +46,9 @@ class TargetDriver(Protocol):
     async def observe(self, target: Mapping[str, Any], ctx: AppContext) -> TargetView: ...
 
     async def sync(self, target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome: ...
+
+    async def resolve(
+        self, target: Mapping[str, Any], ctx: AppContext, request: ResolveRequest
+    ) -> ResolveResult:
+        """Settles a CommandOutcomeUnknown as `request` says (vmgitops.io/resolve-command)."""
+        ...

@@ -21,10 +21,12 @@ from vmgitops.api.application import VMApplicationSpec
 from vmgitops.api.units import parse_duration
 from vmgitops.manifest import LoadedApp, ManifestError, load_app
 from vmgitops.plan.health import SyncStatus
+from vmgitops.plan.resolution import RESOLVED, ResolveResult
 from vmgitops.reconcile import app_status
 from vmgitops.reconcile.app_context import AppContext, TargetDriver
 from vmgitops.reconcile.app_decide import Action, Decision, Policy, decide
 from vmgitops.reconcile.app_operation import op_from_status, op_to_status, retry_count_of
+from vmgitops.reconcile.app_resolve import precheck, requests_for
 from vmgitops.reconcile.app_rollout import OperationHooks
 from vmgitops.reconcile.app_status import TargetView
 from vmgitops.rollout.engine import FAILED, RUNNING, SUCCEEDED, OperationState, run_rollout
@@ -42,6 +44,9 @@ EventPoster = Callable[[str, str, str], None]  # type, reason, message
 StatusWriter = Callable[[dict[str, Any]], Awaitable[Mapping[str, Any] | None]]
 #: target name -> this application's entry for its status.applications (None: remove).
 TargetsWriter = Callable[[Mapping[str, Mapping[str, Any] | None]], Awaitable[None]]
+#: (target body, request value, result): removes the target's resolve-command annotation,
+#: records the result on the target and posts an Event about it there.
+ResolveAnswer = Callable[[Mapping[str, Any], str, ResolveResult], Awaitable[None]]
 #: Events name at most this many targets.
 NAMED = 5
 #: Status reason when checking out or loading a revision failed with an error that is
@@ -104,6 +109,8 @@ class Deps:
     stopping: Callable[[], bool] = lambda: False
     #: Targets observed at once (settings.observe_concurrency, VMGITOPS_OBSERVE_CONCURRENCY).
     observe_concurrency: int = 32
+    #: Answers vmgitops.io/resolve-command requests; None: they are left alone.
+    answer_resolve: ResolveAnswer | None = None
 
 
 @dataclass
@@ -131,6 +138,8 @@ class Memory:
     #: annotation is still set) are no reason for another full pass.
     tick_generation: int | None = None
     consumed: dict[str, str] = field(default_factory=dict)
+    #: target -> the resourceVersion at which its resolve-command request was answered.
+    resolved: dict[str, str] = field(default_factory=dict)
 
 
 def _short(revision: str | None) -> str:
@@ -347,6 +356,7 @@ class AppReconciler:
                 dict(spec.parameters),
                 prune=bool(automated and automated.prune),
             )
+        await self._resolve_commands(spec, targets, ctx)
         views = await self._observe_all(targets, ctx)
         if ctx is not None:
             self._note_drift(views, revision)
@@ -393,6 +403,40 @@ class AppReconciler:
                 self.deps.event("Warning", "SyncNotStarted", f"sync requested: {decision.reason}")
         await self._report(spec, status, views, revision, error, generation, now, new_status, op)
         return self._next_tick(spec, op, decision, now)
+
+    async def _resolve_commands(
+        self,
+        spec: VMApplicationSpec,
+        targets: Sequence[Mapping[str, Any]],
+        ctx: AppContext | None,
+    ) -> None:
+        """Acts on the vmgitops.io/resolve-command requests naming this application
+        (before observing, so that this tick already sees what they settled)."""
+        answer = self.deps.answer_resolve
+        if answer is None:
+            return
+        selected = {str(t["metadata"]["name"]) for t in targets}
+        requests = requests_for(self.name, self.deps.targets_in(self.namespace), self.mem.resolved)
+        for r in requests:
+            result = precheck(
+                r,
+                selected=r.name in selected,
+                observe_only=Policy.of(spec).observe_only,
+                loaded=ctx is not None,
+            )
+            if result is None and ctx is not None:
+                result = await self.deps.driver.resolve(r.target, ctx, r.request)
+            if result is None or not result.final:
+                log.info("%s: %s on %s waits: %s", self.key, r.value, r.name, result)
+                continue
+            await answer(r.target, r.value, result)
+            if r.version:
+                self.mem.resolved[r.name] = r.version
+            self.deps.event(
+                "Normal" if result.reason == RESOLVED else "Warning",
+                result.reason,
+                f"target {r.name}: {r.value}: {result.message}",
+            )
 
     def woken_by(self, body: Mapping[str, Any]) -> bool:
         """Whether a watch event of the application asks for a tick: a spec the last tick

@@ -7,10 +7,12 @@ from dataclasses import replace
 from typing import Any
 
 from vmgitops.engine import TargetResult, observe_target, sync_target
+from vmgitops.engine.resolve import resolve_command
 from vmgitops.executor.outcome import APPLY_IN_PROGRESS
 from vmgitops.manifest.render import TargetInfo
 from vmgitops.plan.health import Health, SyncStatus
 from vmgitops.plan.plan import COMMAND_OUTCOME_UNKNOWN
+from vmgitops.plan.resolution import DEFERRED, ResolveRequest, ResolveResult
 from vmgitops.reconcile import target_probe
 from vmgitops.reconcile.app_context import AppContext, SyncOutcome
 from vmgitops.reconcile.app_status import TargetView
@@ -175,6 +177,27 @@ class SSHDriver:
         res = await self._call(target, ctx, dry_run=True)
         name = str((target.get("metadata") or {}).get("name"))
         return res if isinstance(res, TargetView) else self._view(name, res)
+
+    async def resolve(
+        self, target: Mapping[str, Any], ctx: AppContext, request: ResolveRequest
+    ) -> ResolveResult:
+        info, facts = self._info(target)
+        try:
+            runner = self._runner(target)
+        except TransportError as exc:
+            return ResolveResult(DEFERRED, f"cannot reach the VM: {exc.reason}: {exc.message}")
+        except ValueError as exc:
+            return ResolveResult(DEFERRED, f"InvalidSpec: {exc}")
+        return await resolve_command(
+            runner,
+            app_key=ctx.app_key,
+            revision=ctx.revision,
+            app=ctx.app,
+            params=ctx.params,
+            target=info,
+            facts=facts,
+            request=request,
+        )
 
     async def sync(self, target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
         res = await self._call(target, ctx, dry_run=False)

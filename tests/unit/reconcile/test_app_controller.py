@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from vmgitops.api import meta
 from vmgitops.plan.health import Health, SyncStatus
 from vmgitops.reconcile.app_context import AppContext, SyncOutcome
 from vmgitops.reconcile.app_controller import AppReconciler, Deps
@@ -600,3 +601,53 @@ async def test_first_status_carries_a_source_error(tmp_path: Path) -> None:
     assert _condition(st, "Ready")["reason"] == "GitFetchFailed"
     assert _condition(st, "Synced")["status"] == "Unknown"
     assert st["summary"]["targets"] == 0 and st["observedGeneration"] == 2
+
+
+async def test_a_resolve_request_is_acted_on_before_observing_and_answered_once(
+    tmp_path: Path,
+) -> None:
+    from vmgitops.plan.resolution import RESOLVED, ResolveRequest, ResolveResult
+
+    w = World(tmp_path, fleet(REV, "vm1", "vm2"))
+    bodies = w.fleet.bodies
+    requests = {"vm1": "web/migrate=ran", "vm2": "other/migrate=ran"}
+
+    def annotated(namespace: str) -> list[Mapping[str, Any]]:
+        out = []
+        for b in bodies(namespace):
+            name = b["metadata"]["name"]
+            ann = {meta.ANNOTATION_RESOLVE_COMMAND: requests[name]} if name in requests else {}
+            out.append(
+                {**b, "metadata": {**b["metadata"], "resourceVersion": "5", "annotations": ann}}
+            )
+        return out
+
+    order: list[str] = []
+    asked: list[tuple[str, ResolveRequest]] = []
+    answered: list[tuple[str, str, str]] = []
+
+    async def resolve(target: Mapping[str, Any], ctx: AppContext, req: ResolveRequest) -> Any:
+        order.append("resolve")
+        asked.append((target["metadata"]["name"], req))
+        return ResolveResult(RESOLVED, "recorded as run")
+
+    async def observe(target: Mapping[str, Any], ctx: AppContext) -> TargetView:
+        order.append("observe")
+        return w.fleet.view(str(target["metadata"]["name"]), ctx)
+
+    async def answer(target: Mapping[str, Any], value: str, result: ResolveResult) -> None:
+        answered.append((target["metadata"]["name"], value, result.reason))
+
+    w.fleet.resolve = resolve  # type: ignore[attr-defined]
+    w.fleet.observe = observe  # type: ignore[method-assign]
+    r = w.reconciler()
+    r.deps.targets_in = annotated
+    r.deps.answer_resolve = answer
+    await r.tick(w.body)
+    assert asked == [("vm1", ResolveRequest("web", "migrate", "ran"))], "only this app's"
+    assert order[0] == "resolve", "acted on before the targets are observed"
+    assert answered == [("vm1", "web/migrate=ran", RESOLVED)]
+    assert ("Normal", RESOLVED) in [(t, reason) for t, reason, _ in w.events]
+    # The index still shows the request (same resourceVersion): not acted on twice.
+    await r.tick(w.body)
+    assert len(asked) == 1 and len(answered) == 1
