@@ -45,22 +45,19 @@ UNREACHABLE = frozenset(
 def outcome_unknown(result: TargetResult) -> str | None:
     """Why what ran on the VM is not known, or None when it is.
 
-    Two cases: the plan is blocked by CommandOutcomeUnknown (a non-idempotent command
-    of an earlier apply may or may not have run), or this apply started and then lost
-    its connection (or could not look afterwards), so its last command's outcome is
-    not known either.
+    Only a plan blocked by CommandOutcomeUnknown (a pending marker of a non-idempotent
+    command that an earlier apply started) is unknown. An apply that started and then
+    lost its connection is not: every write is atomic and each command leaves its
+    pending marker first, so the next observe tells exactly what happened (and blocks
+    on that marker if a non-idempotent command was cut off). Such a target is retried
+    like an unreachable one; counting it as a failure failed rollouts that recover by
+    themselves (an sshd restarted mid-apply).
     """
     if result.error is not None and result.error.reason == APPLY_IN_PROGRESS:
         return None  # another apply still holds the VM's lock: its outcome is coming
     for issue in result.blocking_issues:
         if issue.reason == COMMAND_OUTCOME_UNKNOWN:
             return f"{COMMAND_OUTCOME_UNKNOWN}: {issue.message}"
-    if result.applied and result.error is not None and result.error.reason in UNREACHABLE:
-        return (
-            f"{COMMAND_OUTCOME_UNKNOWN}: the apply started and then failed with "
-            f"{result.error.reason} ({result.error.message}); what ran on the VM is not "
-            "known"
-        )
     return None
 
 

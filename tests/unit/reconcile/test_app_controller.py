@@ -536,11 +536,11 @@ async def test_an_unexpected_load_error_is_a_status_reason_not_a_crash(
     assert _condition(w.status, "Ready")["reason"] == "Ready"
 
 
-async def test_a_connection_lost_mid_apply_fails_the_operation(tmp_path: Path) -> None:
+async def test_an_unknown_command_outcome_fails_the_operation(tmp_path: Path) -> None:
     w = World(tmp_path, fleet(None, "vm1", "vm2", "vm3"))
     w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 3, "maxFailures": 2}})
     synced = w.fleet.sync
-    why = "CommandOutcomeUnknown: the apply started and then failed with ConnectionLost"
+    why = "CommandOutcomeUnknown: command 'migrate' was started but its outcome is unknown"
 
     async def lossy(target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
         if target["metadata"]["name"] == "vm2":

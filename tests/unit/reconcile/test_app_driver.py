@@ -112,7 +112,8 @@ STEP_FAILED = result(
 @pytest.mark.parametrize(
     ("res", "unknown", "ok", "unreachable", "fragment"),
     [
-        pytest.param(LOST, True, False, False, "ConnectionLost", id="lost-during-the-apply"),
+        # Retried like an unreachable VM: the next observe sees what the apply did.
+        pytest.param(LOST, False, False, True, "ConnectionLost", id="lost-during-the-apply"),
         pytest.param(BLOCKED, True, False, False, "migrate may have run", id="blocked-plan"),
         pytest.param(LOST_BEFORE_APPLY, False, False, True, "lost", id="lost-before-applying"),
         pytest.param(REFUSED, False, False, True, "ConnectionRefused", id="unreachable"),

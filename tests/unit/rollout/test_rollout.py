@@ -262,7 +262,7 @@ async def test_a_new_operation_does_not_wait_before_its_first_batch() -> None:
     assert script.waits == [20.0]
 
 
-UNKNOWN = "CommandOutcomeUnknown: the apply started and then failed with ConnectionLost"
+UNKNOWN = "CommandOutcomeUnknown: command 'migrate' was started but its outcome is unknown"
 
 
 @pytest.mark.parametrize(
