@@ -242,10 +242,9 @@ class PromotionEngine:
         decision = policy.decide(facts)
         if decision.action is Action.WRITE and facts.phase is not PromotionPhase.PROMOTING:
             crashpoints.reached("decided", self.name)
-        if (
-            facts.phase is decision.phase is PromotionPhase.VERIFYING
-            and decision.action is Action.NONE
-        ):
+        if facts.phase is PromotionPhase.VERIFYING:
+            # Any pass in Verifying, also the one that finds it done: a healthy Patch is
+            # often verified on the first look, and the point must be reachable then too.
             crashpoints.reached("verifying", self.name)
         if decision.action is not Action.ROLLBACK:
             # Recorded before the write: previousRevisions must be stored first.
