@@ -85,19 +85,30 @@ class Kube:
         self.custom = client.CustomObjectsApi(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
 
-    async def get(self, kind: KindInfo, namespace: str, name: str) -> dict[str, Any]:
+    async def _namespaced(
+        self, fn: Callable[..., Any], kind: KindInfo, namespace: str, *args: Any, **kw: Any
+    ) -> Any:
+        """The namespaced CustomObjectsApi verb `fn` on `kind` objects in `namespace`."""
+        return await _call(fn, GROUP, VERSION, namespace, kind.plural, *args, **kw)
+
+    async def _object(
+        self,
+        fn: Callable[..., Any],
+        kind: KindInfo,
+        namespace: str,
+        name: str,
+        *args: Any,
+        what: str = "",
+    ) -> dict[str, Any]:
+        """`fn` on the object `name`; a 404 or 409 raised as NotFound or Conflict."""
         try:
-            obj: dict[str, Any] = await _call(
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                kind.plural,
-                name,
-            )
+            obj: dict[str, Any] = await self._namespaced(fn, kind, namespace, name, *args)
         except ApiException as exc:
-            raise _wrap(exc, f"{kind.kind} {namespace}/{name}") from None
+            raise _wrap(exc, f"{kind.kind} {namespace}/{name}{what}") from None
         return obj
+
+    async def get(self, kind: KindInfo, namespace: str, name: str) -> dict[str, Any]:
+        return await self._object(self.custom.get_namespaced_custom_object, kind, namespace, name)
 
     async def list(
         self, kind: KindInfo, namespace: str | None = None, label_selector: str | None = None
@@ -106,13 +117,8 @@ class Kube:
         if label_selector:
             kw["label_selector"] = label_selector
         if namespace:
-            res = await _call(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                kind.plural,
-                **kw,
+            res = await self._namespaced(
+                self.custom.list_namespaced_custom_object, kind, namespace, **kw
             )
         else:
             res = await _call(
@@ -133,13 +139,8 @@ class Kube:
             kw: dict[str, Any] = {"limit": page, "_headers": {"Accept": PARTIAL_METADATA}}
             if token:
                 kw["_continue"] = token
-            res = await _call(
-                self.custom.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                kind.plural,
-                **kw,
+            res = await self._namespaced(
+                self.custom.list_namespaced_custom_object, kind, namespace, **kw
             )
             for item in res.get("items") or []:
                 name = (item.get("metadata") or {}).get("name")
@@ -153,37 +154,22 @@ class Kube:
         self, kind: KindInfo, namespace: str, name: str, patch: Mapping[str, Any]
     ) -> dict[str, Any]:
         """JSON merge patch of the object (metadata and spec)."""
-        try:
-            obj: dict[str, Any] = await _call(
-                self.custom.patch_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                kind.plural,
-                name,
-                dict(patch),
-            )
-        except ApiException as exc:
-            raise _wrap(exc, f"{kind.kind} {namespace}/{name}") from None
-        return obj
+        return await self._object(
+            self.custom.patch_namespaced_custom_object, kind, namespace, name, dict(patch)
+        )
 
     async def patch_status(
         self, kind: KindInfo, namespace: str, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:
         """JSON merge patch of the status subresource."""
-        try:
-            obj: dict[str, Any] = await _call(
-                self.custom.patch_namespaced_custom_object_status,
-                GROUP,
-                VERSION,
-                namespace,
-                kind.plural,
-                name,
-                {"status": dict(status)},
-            )
-        except ApiException as exc:
-            raise _wrap(exc, f"{kind.kind} {namespace}/{name} status") from None
-        return obj
+        return await self._object(
+            self.custom.patch_namespaced_custom_object_status,
+            kind,
+            namespace,
+            name,
+            {"status": dict(status)},
+            what=" status",
+        )
 
     async def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
