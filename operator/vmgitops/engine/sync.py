@@ -27,15 +27,14 @@ still running (it holds the VM lock: ApplyInProgress, retryable) from one that d
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from vmgitops.crashhook import armed_value, die
 from vmgitops.engine.result import EngineError, TargetResult
-from vmgitops.executor.apply import APP_KEY, CRASH_EXIT, ApplyOptions, apply_plan
+from vmgitops.executor.apply import APP_KEY, ApplyOptions, apply_plan
 from vmgitops.executor.fence import Fence, FenceUnreadable, parse_fence
 from vmgitops.executor.outcome import (
     APPLY_IN_PROGRESS,
@@ -286,14 +285,7 @@ async def sync_target(
 
 def crash_point_from_env(target: str) -> str | None:
     """The crash hook of $VMGITOPS_CRASH_AT for a sync of `target` (see CRASH_ENV)."""
-    raw = os.environ.get(CRASH_ENV, "").strip()
-    path = os.environ.get(CRASH_FILE_ENV)
-    if not raw and path:
-        try:
-            with open(path) as f:
-                raw = f.read().strip()
-        except OSError:
-            raw = ""
+    raw = armed_value(CRASH_ENV, CRASH_FILE_ENV)
     point, at, only = raw.rpartition("@")
     if not at or "/" in only:
         point, only = raw, ""
@@ -304,9 +296,7 @@ def crash_point_from_env(target: str) -> str | None:
 
 def _die(point: str) -> None:
     """The crash hook: end this process at once, as SIGKILL would (no cleanup at all)."""
-    sys.stderr.write(f"vmgitops: crash hook: dying at {point}\n")
-    sys.stderr.flush()
-    os._exit(CRASH_EXIT)
+    die(f"vmgitops: crash hook: dying at {point}")
 
 
 async def _sync_target(

@@ -17,12 +17,11 @@ that neither hook ever reads the other's points.
 from __future__ import annotations
 
 import os
-import sys
+
+from vmgitops.crashhook import armed_value, die
 
 CRASH_ENV = "VMGITOPS_PROMOTION_CRASH_AT"
 CRASH_FILE_ENV = "VMGITOPS_PROMOTION_CRASH_FILE"
-#: Exit status of a process the hook ended (that of a SIGKILLed one, as the sync hook).
-CRASH_EXIT = 137
 
 #: Where a promotion can be made to die, in the order a promotion reaches them.
 POINTS = {
@@ -38,14 +37,7 @@ POINTS = {
 
 def armed_point(promotion: str) -> str | None:
     """The point at which a reconcile of `promotion` must die (None: nowhere)."""
-    raw = os.environ.get(CRASH_ENV, "").strip()
-    path = os.environ.get(CRASH_FILE_ENV)
-    if not raw and path:
-        try:
-            with open(path) as f:
-                raw = f.read().strip()
-        except OSError:
-            raw = ""
+    raw = armed_value(CRASH_ENV, CRASH_FILE_ENV)
     if not raw:
         return None
     point, at, only = raw.partition("@")
@@ -60,6 +52,4 @@ def reached(point: str, promotion: str) -> None:
         return
     if armed_point(promotion) != point:
         return
-    sys.stderr.write(f"vmgitops: promotion crash hook: {promotion} dying at {point}\n")
-    sys.stderr.flush()
-    os._exit(CRASH_EXIT)
+    die(f"vmgitops: promotion crash hook: {promotion} dying at {point}")
