@@ -28,8 +28,8 @@ from vmgitops.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     CliError,
-    add_cluster_options,
-    add_output_option,
+    add_command,
+    add_common_options,
     age,
     api_errors,
     connect,
@@ -59,18 +59,16 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "approve",
         help="approve a Promotion waiting for approval",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("promotion", metavar="PROMOTION", help="the Promotion's name")
     p.add_argument("--by", metavar="WHO", help="who approves (default: the kubeconfig user)")
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 def _who(by: str | None, kubeconfig: str | None, context: str | None) -> str:

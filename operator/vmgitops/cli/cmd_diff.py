@@ -29,13 +29,14 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_app_argument,
+    add_command,
+    add_common_options,
     api_errors,
-    connect,
     dump,
     get_application,
     guarded,
+    on_cluster,
     output_console,
     short_sha,
 )
@@ -55,14 +56,14 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "diff",
         help="what a sync would change on each VM, as unified diffs (changes nothing)",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("app", metavar="APP", help="the VMApplication")
+    add_app_argument(p)
     p.add_argument(
         "--target",
         "-t",
@@ -81,9 +82,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also show the steps that record the operator's inventory on the VM",
     )
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 # -- what the command found, per target ----------------------------------------------------
@@ -356,8 +355,7 @@ async def observe_all(inputs: Inputs, namespace: str, commit: str, loaded: Any) 
 
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
-    cluster = connect(args)
-    return asyncio.run(_diff(cluster, args))
+    return on_cluster(args, lambda cluster: _diff(cluster, args))
 
 
 async def _diff(cluster: Cluster, args: argparse.Namespace) -> int:

@@ -21,11 +21,12 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_command,
+    add_common_options,
     api_errors,
     connect,
     dump,
+    fail,
     guarded,
     short_sha,
 )
@@ -59,12 +60,12 @@ promotion waits for `vmgitops approve NAME`.
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "promote",
         help="promote the revision of one application to others (creates a Promotion)",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--from", dest="source", required=True, metavar="APP", help="where from")
     p.add_argument(
@@ -99,9 +100,7 @@ def register(sub: Any) -> None:
         metavar="DURATION",
         help="with --wait: give up waiting after this long (default 2h); exit 4",
     )
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 def _git_commit(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -196,8 +195,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             )
         except WaitTimedOut as exc:
-            print(f"{PROG}: {name}: {exc}", file=sys.stderr)
-            return EXIT_TIMEOUT
+            return fail(PROG, f"{name}: {exc}", EXIT_TIMEOUT)
     if not text:
         dump(obj, args.output)
     if not args.wait:

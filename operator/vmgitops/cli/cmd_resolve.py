@@ -19,8 +19,6 @@ target. Refused (nothing changes) when the target has no pending run of that com
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -34,14 +32,19 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_app_argument,
+    add_command,
+    add_common_options,
+    add_wait_options,
     api_errors,
-    connect,
     dump,
+    fail,
     get_application,
+    get_object,
     guarded,
+    on_cluster,
     parse_timeout,
+    wait_until,
 )
 from vmgitops.plan.resolution import RAN, RERUN, RESOLVED, MalformedResolve, parse_resolve
 
@@ -57,14 +60,14 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "resolve",
         help="settle a command whose outcome is unknown (CommandOutcomeUnknown)",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("app", metavar="APP", help="the VMApplication")
+    add_app_argument(p)
     p.add_argument("--target", required=True, metavar="NAME", help="the VirtualMachineTarget")
     p.add_argument("--command", required=True, metavar="CMD", help="the command's name")
     action = p.add_mutually_exclusive_group(required=True)
@@ -82,16 +85,13 @@ def register(sub: Any) -> None:
         const=RERUN,
         help="forget the interrupted run: the next apply runs it",
     )
-    p.add_argument(
-        "--timeout",
-        default="2m",
-        metavar="DURATION",
-        help="give up waiting for the operator after this long (default 2m); exit 4",
+    add_wait_options(
+        p,
+        wait=None,
+        timeout="2m",
+        timeout_help="give up waiting for the operator after this long (default 2m); exit 4",
     )
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 def request_value(app: str, command: str, action: str) -> str:
@@ -119,17 +119,7 @@ def answer(target: Mapping[str, Any], value: str) -> tuple[str, str] | None:
 
 
 async def _get_target(cluster: Cluster, name: str) -> dict[str, Any]:
-    from vmgitops.kube.client import NotFound
-
-    try:
-        with api_errors(f"get VirtualMachineTarget {cluster.namespace}/{name}", cluster):
-            target: dict[str, Any] = await cluster.kube().get(meta.TARGET, cluster.namespace, name)
-    except NotFound:
-        raise CliError(
-            f"VirtualMachineTarget {name!r} not found in namespace {cluster.namespace!r}",
-            EXIT_USAGE,
-        ) from None
-    return target
+    return await get_object(cluster, meta.TARGET, name)
 
 
 async def wait_answer(
@@ -142,22 +132,18 @@ async def wait_answer(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[str, str] | None:
     """Polls the target until the operator answered `value`; None after `limit` seconds."""
-    start = clock()
-    while True:
-        found = answer(await _get_target(cluster, name), value)
-        if found is not None:
-            return found
-        if clock() - start >= limit:
-            return None
-        await asyncio.sleep(interval)
+
+    async def check() -> tuple[str, str] | None:
+        return answer(await _get_target(cluster, name), value)
+
+    return await wait_until(check, limit=limit, interval=interval, clock=clock)
 
 
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
     value = request_value(args.app, args.command, args.action)
-    cluster = connect(args)
-    return asyncio.run(_resolve(cluster, args, value, timeout))
+    return on_cluster(args, lambda cluster: _resolve(cluster, args, value, timeout))
 
 
 async def _resolve(cluster: Cluster, args: argparse.Namespace, value: str, limit: float) -> int:
@@ -189,20 +175,19 @@ async def _resolve(cluster: Cluster, args: argparse.Namespace, value: str, limit
         print(f"{value} requested on {where}; waiting for the operator")
     found = await wait_answer(cluster, args.target, value, limit=limit, interval=args.interval)
     if found is None:
-        print(
-            f"{PROG}: timed out after {args.timeout}: the operator has not acted on "
+        return fail(
+            PROG,
+            f"timed out after {args.timeout}: the operator has not acted on "
             f"{meta.ANNOTATION_RESOLVE_COMMAND}={value} yet (it stays set and is acted on "
             f"at the application's next tick); is the operator running and is "
             f"{args.app} able to load its revision?",
-            file=sys.stderr,
+            EXIT_TIMEOUT,
         )
-        return EXIT_TIMEOUT
     reason, message = found
     if quiet:
         dump({"target": where, "request": value, "reason": reason, "message": message}, args.output)
     if reason != RESOLVED:
-        print(f"{PROG}: {reason}: {message}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(PROG, f"{reason}: {message}", EXIT_FAILED)
     if not quiet:
         print(f"{reason}: {message}")
         if args.action == RERUN:

@@ -14,7 +14,6 @@ targetRevision back at its next sync: the command warns that the rollback belong
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -33,13 +32,16 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_app_argument,
+    add_command,
+    add_common_options,
+    add_wait_options,
     api_errors,
-    connect,
     dump,
+    fail,
     get_application,
     guarded,
+    on_cluster,
     parse_timeout,
     short_sha,
 )
@@ -57,14 +59,14 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "rollback",
         help="deploy a previous revision from the application's history",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("app", metavar="APP", help="the VMApplication")
+    add_app_argument(p)
     p.add_argument(
         "id",
         metavar="ID",
@@ -72,19 +74,13 @@ def register(sub: Any) -> None:
         type=int,
         help="status.history entry id (default: the previous successful deployment)",
     )
-    p.add_argument(
-        "--wait", action="store_true", help="follow the rollout until it Succeeds or Fails"
+    add_wait_options(
+        p,
+        wait="follow the rollout until it Succeeds or Fails",
+        timeout="10m",
+        timeout_help="with --wait: give up after this long (default 10m); exit 4",
     )
-    p.add_argument(
-        "--timeout",
-        default="10m",
-        metavar="DURATION",
-        help="with --wait: give up after this long (default 10m); exit 4",
-    )
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 def argo_warning(app: Mapping[str, Any], revision: str, where: str) -> str | None:
@@ -103,8 +99,7 @@ def argo_warning(app: Mapping[str, Any], revision: str, where: str) -> str | Non
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
-    cluster = connect(args)
-    return asyncio.run(_rollback(cluster, args, timeout))
+    return on_cluster(args, lambda cluster: _rollback(cluster, args, timeout))
 
 
 async def _rollback(cluster: Cluster, args: argparse.Namespace, limit: float) -> int:
@@ -165,18 +160,16 @@ async def _rollback(cluster: Cluster, args: argparse.Namespace, limit: float) ->
     if quiet:
         dump({**result, "operation": (app.get("status") or {}).get("operation")}, args.output)
     if state == "timeout":
-        print(
-            f"{PROG}: timed out after {args.timeout}; the rollback may still finish "
+        return fail(
+            PROG,
+            f"timed out after {args.timeout}; the rollback may still finish "
             f"(vmgitops status {args.app} -n {cluster.namespace})",
-            file=sys.stderr,
+            EXIT_TIMEOUT,
         )
-        return EXIT_TIMEOUT
     if state == "refused" or op is None or op.revision != revision:
-        print(f"{PROG}: the operator did not roll back: {why_not(app)}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(PROG, f"the operator did not roll back: {why_not(app)}", EXIT_FAILED)
     if op.phase == "Succeeded":
         if not quiet:
             console.print(f"Succeeded: {op.succeeded} target(s) at {short_sha(revision)}")
         return EXIT_OK
-    print(f"{PROG}: the rollback Failed: {op.message or why_not(app)}", file=sys.stderr)
-    return EXIT_FAILED
+    return fail(PROG, f"the rollback Failed: {op.message or why_not(app)}", EXIT_FAILED)

@@ -30,8 +30,8 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_command,
+    add_common_options,
     age,
     api_errors,
     condition,
@@ -520,17 +520,15 @@ def _where(query: StatusQuery) -> str:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "status",
         help="applications and targets (or one application) as tables",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("app", nargs="?", metavar="APP", help="a VMApplication; default: all")
-    add_cluster_options(p, all_namespaces=True)
-    add_output_option(p, ("table", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run, ("table", "yaml", "json"), all_namespaces=True)
 
 
 async def collect(query: StatusQuery) -> dict[str, Any]:

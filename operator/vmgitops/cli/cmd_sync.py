@@ -9,7 +9,6 @@ removes the annotation when it is done. With --wait, progress is shown per batch
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -30,16 +29,20 @@ from vmgitops.cli.common import (
     EXIT_USAGE,
     CliError,
     Cluster,
-    add_cluster_options,
-    add_output_option,
+    add_app_argument,
+    add_command,
+    add_common_options,
+    add_wait_options,
     api_errors,
     condition,
-    connect,
     dump,
+    fail,
     get_application,
     guarded,
+    on_cluster,
     parse_timeout,
     short_sha,
+    wait_until,
 )
 
 PROG = "vmgitops sync"
@@ -57,27 +60,21 @@ examples:
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "sync",
         help="sync an application now (also without automated sync); --wait follows it",
         description=__doc__,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("app", metavar="APP", help="the VMApplication")
-    p.add_argument(
-        "--wait", action="store_true", help="follow the operation until it Succeeds or Fails"
+    add_app_argument(p)
+    add_wait_options(
+        p,
+        wait="follow the operation until it Succeeds or Fails",
+        timeout="10m",
+        timeout_help="with --wait: give up after this long (e.g. 90s, 10m; default 10m); exit 4",
     )
-    p.add_argument(
-        "--timeout",
-        default="10m",
-        metavar="DURATION",
-        help="with --wait: give up after this long (e.g. 90s, 10m; default 10m); exit 4",
-    )
-    p.add_argument("--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS)
-    add_cluster_options(p)
-    add_output_option(p, ("text", "yaml", "json"))
-    p.set_defaults(func=run)
+    add_common_options(p, run)
 
 
 @dataclass(frozen=True)
@@ -249,10 +246,12 @@ async def follow(
     clock: Callable[[], float] = time.monotonic,
 ) -> tuple[str, Mapping[str, Any]]:
     """Polls the application until the request ends: ("done" | "refused" | "timeout", app)."""
-    start = clock()
     hinted = False
     app: Mapping[str, Any] = {}
-    while True:
+    state = ""
+
+    async def check() -> tuple[str, Mapping[str, Any]] | None:
+        nonlocal app, state
         app = await get_application(cluster, name)
         state, op = outcome(before, app)
         if (
@@ -261,18 +260,19 @@ async def follow(
             and (before is None or op.identity != before.identity or state == "running")
         ):
             reporter.update(op)
-        if state in ("done", "refused"):
-            return state, app
-        elapsed = clock() - start
+        return (state, app) if state in ("done", "refused") else None
+
+    def waiting(elapsed: float) -> None:
+        nonlocal hinted
         if state == "pending" and not hinted and elapsed > PICKUP_HINT_AFTER:
             hinted = True
             reporter.line(
                 f"still waiting for the operator to pick up the request after "
                 f"{int(elapsed)}s: is it running and watching namespace {cluster.namespace}?"
             )
-        if elapsed >= limit:
-            return "timeout", app
-        await asyncio.sleep(interval)
+
+    found = await wait_until(check, limit=limit, interval=interval, waiting=waiting, clock=clock)
+    return found if found is not None else ("timeout", app)
 
 
 def summary(app: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,8 +290,7 @@ def summary(app: Mapping[str, Any]) -> dict[str, Any]:
 @guarded(PROG)
 def run(args: argparse.Namespace) -> int:
     timeout = parse_timeout(args.timeout)
-    cluster = connect(args)
-    return asyncio.run(_sync(cluster, args, timeout))
+    return on_cluster(args, lambda cluster: _sync(cluster, args, timeout))
 
 
 async def _sync(cluster: Cluster, args: argparse.Namespace, limit: float) -> int:
@@ -325,22 +324,21 @@ async def _sync(cluster: Cluster, args: argparse.Namespace, limit: float) -> int
     if quiet:
         dump(summary(app), args.output)
     if state == "timeout":
-        print(
-            f"{PROG}: timed out after {args.timeout}: the operation is "
+        return fail(
+            PROG,
+            f"timed out after {args.timeout}: the operation is "
             f"{op.phase if op else 'not started'}; it may still finish (vmgitops status "
             f"{args.app} -n {cluster.namespace})",
-            file=sys.stderr,
+            EXIT_TIMEOUT,
         )
-        return EXIT_TIMEOUT
     if state == "refused" or op is None:
-        print(f"{PROG}: the operator did not start a sync: {why_not(app)}", file=sys.stderr)
-        return EXIT_FAILED
+        return fail(PROG, f"the operator did not start a sync: {why_not(app)}", EXIT_FAILED)
     if op.phase == SUCCEEDED:
         if not quiet:
             console.print(f"Succeeded: {op.succeeded} target(s) synced to {short_sha(op.revision)}")
         return EXIT_OK
-    print(
-        f"{PROG}: the sync Failed at {short_sha(op.revision)}: {op.message or why_not(app)}",
-        file=sys.stderr,
+    return fail(
+        PROG,
+        f"the sync Failed at {short_sha(op.revision)}: {op.message or why_not(app)}",
+        EXIT_FAILED,
     )
-    return EXIT_FAILED

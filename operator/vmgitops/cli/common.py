@@ -9,23 +9,28 @@ exit code, so no command prints a traceback for a situation a user can fix.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import functools
 import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import yaml
 from rich.console import Console
 
 from vmgitops.api import meta
 from vmgitops.api.base import parse_time
+from vmgitops.api.meta import KindInfo
 from vmgitops.api.units import parse_duration
+
+T = TypeVar("T")
 
 EXIT_OK = 0
 """Done; the answer is "yes" (in sync, sync Succeeded)."""
@@ -57,6 +62,50 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = EXIT_UNAVAILABLE) -> None:
         super().__init__(message)
         self.code = code
+
+
+def add_command(
+    sub: Any, name: str, *, help: str, description: str | None, epilog: str | None = None
+) -> argparse.ArgumentParser:
+    """A command's sub-parser, its description and epilog printed as written."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def add_app_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("app", metavar="APP", help="the VMApplication")
+
+
+def add_wait_options(
+    parser: argparse.ArgumentParser, *, wait: str | None, timeout: str, timeout_help: str
+) -> None:
+    """--wait (when `wait` is its help), --timeout (default `timeout`) and the hidden
+    --interval between two looks."""
+    if wait is not None:
+        parser.add_argument("--wait", action="store_true", help=wait)
+    parser.add_argument("--timeout", default=timeout, metavar="DURATION", help=timeout_help)
+    parser.add_argument(
+        "--interval", type=float, default=1.0, metavar="SECONDS", help=argparse.SUPPRESS
+    )
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser,
+    run: Callable[[argparse.Namespace], int],
+    formats: tuple[str, ...] = ("text", "yaml", "json"),
+    *,
+    all_namespaces: bool = False,
+) -> None:
+    """The cluster options, -o, and `run` as the command's function."""
+    add_cluster_options(parser, all_namespaces=all_namespaces)
+    add_output_option(parser, formats)
+    parser.set_defaults(func=run)
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, *, all_namespaces: bool = False) -> None:
@@ -209,22 +258,70 @@ def api_errors(what: str, cluster: Cluster | None = None) -> Iterator[None]:
         raise describe_api_error(exc, what, cluster) from None
 
 
-async def get_application(cluster: Cluster, name: str) -> dict[str, Any]:
-    """The VMApplication `name` in the cluster's namespace, or a CliError saying what to do."""
+def on_cluster(
+    args: argparse.Namespace, command: Callable[[Cluster], Coroutine[Any, Any, int]]
+) -> int:
+    """Connects as --kubeconfig/--context/-n say and runs the async `command` there."""
+    cluster = connect(args)
+    return asyncio.run(command(cluster))
+
+
+async def get_object(
+    cluster: Cluster, kind: KindInfo, name: str, *, hint: str = ""
+) -> dict[str, Any]:
+    """The `kind` object `name` in the cluster's namespace; a CliError (usage) ending in
+    `hint` when there is none."""
     from vmgitops.kube.client import NotFound
 
     try:
-        with api_errors(f"get VMApplication {cluster.namespace}/{name}", cluster):
-            app: dict[str, Any] = await cluster.kube().get(
-                meta.APPLICATION, cluster.namespace, name
-            )
+        with api_errors(f"get {kind.kind} {cluster.namespace}/{name}", cluster):
+            obj: dict[str, Any] = await cluster.kube().get(kind, cluster.namespace, name)
     except NotFound:
         raise CliError(
-            f"VMApplication {name!r} not found in namespace {cluster.namespace!r}; list them "
-            f"with `vmgitops status -n {cluster.namespace}` (or -A for every namespace)",
+            f"{kind.kind} {name!r} not found in namespace {cluster.namespace!r}{hint}",
             EXIT_USAGE,
         ) from None
-    return app
+    return obj
+
+
+async def get_application(cluster: Cluster, name: str) -> dict[str, Any]:
+    """The VMApplication `name` in the cluster's namespace, or a CliError saying what to do."""
+    return await get_object(
+        cluster,
+        meta.APPLICATION,
+        name,
+        hint=f"; list them with `vmgitops status -n {cluster.namespace}` "
+        "(or -A for every namespace)",
+    )
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[T | None]],
+    *,
+    limit: float,
+    interval: float,
+    waiting: Callable[[float], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T | None:
+    """Calls `check` every `interval` seconds until it returns something (that) or `limit`
+    seconds have passed (None); `waiting` hears the seconds passed after each miss."""
+    start = clock()
+    while True:
+        found = await check()
+        if found is not None:
+            return found
+        elapsed = clock() - start
+        if waiting is not None:
+            waiting(elapsed)
+        if elapsed >= limit:
+            return None
+        await asyncio.sleep(interval)
+
+
+def fail(prog: str, message: str, code: int) -> int:
+    """Says `prog: message` on stderr; returns the exit `code`."""
+    print(f"{prog}: {message}", file=sys.stderr)
+    return code
 
 
 def guarded(prog: str) -> Callable[[Callable[[argparse.Namespace], int]], Any]:
