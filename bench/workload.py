@@ -136,7 +136,9 @@ def vmapp_manifest(version: str, per_host: bool = True, light: bool = False) -> 
                 "restartOnChange": [CONF],
             }
         ],
-        "healthChecks": [{"name": "unit", "command": list(HEALTH)}],
+        # 30 s, not the default 5: at hundreds of hosts on 2 shared cores one command's
+        # round trip can take longer, and a timed-out check fails the whole run.
+        "healthChecks": [{"name": "unit", "command": list(HEALTH), "timeoutSeconds": 30}],
     }
     if light:
         # vmgitops runs an onChange command when the config's desired content changed (or
@@ -144,7 +146,9 @@ def vmapp_manifest(version: str, per_host: bool = True, light: bool = False) -> 
         # run it again, the "service" having loaded exactly those bytes already.
         del doc["services"], doc["healthChecks"]
         doc["commands"] = [{"name": "restart", "run": list(LIGHT_RESTART), "onChange": [CONF]}]
-        doc["healthChecks"] = [{"name": "loaded", "command": list(LIGHT_HEALTH)}]
+        doc["healthChecks"] = [
+            {"name": "loaded", "command": list(LIGHT_HEALTH), "timeoutSeconds": 30}
+        ]
     return str(yaml.dump(doc, Dumper=_BlockDumper, sort_keys=False, width=1000))
 
 
