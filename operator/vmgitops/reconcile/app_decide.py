@@ -117,10 +117,15 @@ def decide(
         return Decision(Action.NONE, "spec.paused is true", retry_count=retry_count)
     if op is not None and op.phase == RUNNING:
         if op.revision == revision:
+            # Unhealthy targets at the revision go through the health gate again: a crash
+            # after a target's apply and before its gate's verdict was recorded leaves it
+            # at the revision, and resuming without it reported a Degraded VM's operation
+            # as Succeeded (found by the promotion chaos test).
             return Decision(
                 Action.RESUME,
                 f"resuming the operation at {_short(revision)}",
-                needs,
+                needs + unhealthy,
+                unhealthy,
                 retry_count=retry_count,
             )
         return Decision(

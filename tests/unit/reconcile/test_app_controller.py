@@ -51,6 +51,8 @@ class VM:
     reachable: bool = True
     drifted: bool = False
     applies: int = 0
+    #: Its health checks fail (at any revision).
+    degraded: bool = False
 
 
 @dataclass
@@ -79,7 +81,7 @@ class FakeFleet:
             name,
             True,
             SyncStatus.SYNCED if ok else SyncStatus.OUT_OF_SYNC,
-            Health.HEALTHY if vm.revision else Health.MISSING,
+            Health.DEGRADED if vm.degraded else Health.HEALTHY if vm.revision else Health.MISSING,
             vm.revision,
             steps=0 if ok else 2,
         )
@@ -97,6 +99,8 @@ class FakeFleet:
         self.synced.append(name)
         if self.after_sync is not None:
             self.after_sync(name)
+        if vm.degraded:
+            return SyncOutcome(self.view(name, ctx), False, "check http: status 500")
         return SyncOutcome(self.view(name, ctx), True)
 
 
@@ -212,6 +216,29 @@ async def test_restart_mid_rollout_resumes_without_reapplying(tmp_path: Path) ->
     assert w.fleet.synced == ["vm3", "vm4"]
     assert vms["vm1"].applies == 0
     assert "SyncResumed" in w.reasons() and "SyncStarted" not in w.reasons()
+
+
+async def test_a_resumed_operation_gates_a_target_applied_before_the_crash(
+    tmp_path: Path,
+) -> None:
+    """Killed after vm1's apply, before its health verdict was recorded: vm1 is at the
+    revision but Degraded. The restarted operator must not report the operation
+    Succeeded (a Promotion verifying it would wait out its timeout instead of failing)."""
+    vms = {"vm1": VM(REV, degraded=True)}
+    w = World(tmp_path, vms)
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": 1, "maxFailures": 0}})
+    w.status["operation"] = {
+        "phase": "Running",
+        "revision": REV,
+        "startedAt": "2026-11-26T00:00:00Z",
+        "batches": {"current": 0, "total": 1},
+        "targets": {"succeeded": 0, "failed": 0, "pending": 1},
+    }
+    await w.reconciler().tick(w.body)
+    op = w.status["operation"]
+    assert op["phase"] == "Failed", op
+    assert "vm1" in op["message"]
+    assert "SyncResumed" in w.reasons()
 
 
 async def test_paused_mid_rollout_stops_between_batches(tmp_path: Path) -> None:

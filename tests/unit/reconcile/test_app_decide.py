@@ -177,6 +177,17 @@ CASES = [
         id="running-operation-resumes",
     ),
     pytest.param(
+        AUTO,
+        [AT_REV, BEHIND, SICK],
+        op(RUNNING),
+        0,
+        False,
+        False,
+        Action.RESUME,
+        ("vm2", "vm7"),
+        id="resume-gates-a-target-left-unhealthy-at-the-revision",
+    ),
+    pytest.param(
         Policy(),
         [AT_REV, BEHIND],
         op(RUNNING),
