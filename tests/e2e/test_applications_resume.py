@@ -199,6 +199,21 @@ def test_killed_mid_rollout_resumes_without_reapplying(
         timeout=60,
         what="a DriftDetected Event",
     )
+    # The gauges follow the status write of the tick that posted the Event.
+    eventually(
+        lambda: (
+            sample(
+                own_operator.metrics(),
+                "vmgitops_app_targets",
+                app=repo.app,
+                sync="OutOfSync",
+                health="Healthy",
+            )
+            == 1
+        ),
+        timeout=60,
+        what="the drifted target in vmgitops_app_targets",
+    )
     metrics = own_operator.metrics()
     assert sample(metrics, "vmgitops_operations_total", result="Succeeded") == 1
     count = sample(metrics, "vmgitops_sync_duration_seconds_count")

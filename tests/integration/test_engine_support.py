@@ -102,7 +102,9 @@ class EngineBed:
     def __init__(self, vm: VM, tmp: Path) -> None:
         self.vm = vm
         self.id = uuid.uuid4().hex[:8]
-        self.port = 20000 + int(self.id[:4], 16) % 20000
+        # Below the ephemeral range (32768-): the VMs share the host's loopback, and a
+        # port some outgoing connection holds made the app's http.server fail to bind.
+        self.port = 20000 + int(self.id[:4], 16) % 12000
         self.app = tmp / "app"
         self.app.mkdir()
         self.key = f"{NAMESPACE}_vmgt-{self.id}"
