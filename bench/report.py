@@ -117,8 +117,11 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
         cells = []
         for p in peers:
             r = _find(rows, p, sc)
+            # A run that failed its verification did not do the work: no ratio for it.
             cells.append(
-                f"{_ratio(r.wall, ref.wall)} wall, {_ratio(r.tool_cpu, ref.tool_cpu)} CPU"
+                "failed"
+                if r is not None and not r.ok
+                else f"{_ratio(r.wall, ref.wall)} wall, {_ratio(r.tool_cpu, ref.tool_cpu)} CPU"
                 if r is not None
                 else "-"
             )
