@@ -19,9 +19,11 @@ restart is the light restart command, run only when the config task changed some
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shlex
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -164,7 +166,11 @@ def ansible_command(
     d: Path, hosts: Sequence[Host], version: str, rollout: bool, tag: str
 ) -> tuple[list[str], dict[str, str]]:
     inventory = _ansible_inventory(d, hosts, version)
-    control = d / "cp" / tag  # a fresh ControlPath folder: this run starts cold
+    # A fresh ControlPath folder: this run starts cold. Short and under /tmp: ssh refuses
+    # a socket path over 108 bytes, which a deep work folder exceeded (every host
+    # "unreachable" at 500 light hosts).
+    key = hashlib.sha256(str(d / tag).encode()).hexdigest()[:12]
+    control = Path(tempfile.gettempdir()) / f"vmgb-cp-{key}"
     control.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
