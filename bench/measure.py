@@ -33,7 +33,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,26 +239,15 @@ class SshdLog:
 
     def counts(self, settle: float = 1.0) -> SshdCounts:
         """The counts since mark(); waits until two readings agree (journald is async)."""
-        last: SshdCounts | None = None
-        for _ in range(10):
+
+        def read() -> dict[str, tuple[int, int]]:
             names = list(self.vms)
-            got = list(
-                self._pool.map(lambda n: _count_since(self.vms[n], self.cursors.get(n, "")), names)
+            got = self._pool.map(
+                lambda n: _count_since(self.vms[n], self.cursors.get(n, "")), names
             )
-            now = SshdCounts(
-                connections=sum(c for c, _ in got),
-                commands=sum(m for _, m in got),
-                per_vm=dict(zip(names, got, strict=True)),
-            )
-            if last is not None and (now.connections, now.commands) == (
-                last.connections,
-                last.commands,
-            ):
-                return now
-            last = now
-            time.sleep(settle)
-        assert last is not None
-        return last
+            return dict(zip(names, got, strict=True))
+
+        return _settled(read, settle)
 
 
 class SshdFileLog:
@@ -286,23 +275,29 @@ class SshdFileLog:
     def counts(self, settle: float = 0.5) -> SshdCounts:
         """The counts since mark(); waits until two readings agree (sessions may still be
         closing and writing their last lines)."""
-        last: SshdCounts | None = None
-        for _ in range(10):
-            got = {n: self._count(n) for n in self.files}
-            now = SshdCounts(
-                connections=sum(c for c, _ in got.values()),
-                commands=sum(m for _, m in got.values()),
-                per_vm=got,
-            )
-            if last is not None and (now.connections, now.commands) == (
-                last.connections,
-                last.commands,
-            ):
-                return now
-            last = now
-            time.sleep(settle)
-        assert last is not None
-        return last
+        return _settled(lambda: {n: self._count(n) for n in self.files}, settle)
+
+
+def _settled(read: Callable[[], dict[str, tuple[int, int]]], settle: float) -> SshdCounts:
+    """(connections, commands) per host from `read`, once two readings `settle` seconds
+    apart agree on the totals (at most 10 readings)."""
+    last: SshdCounts | None = None
+    for _ in range(10):
+        got = read()
+        now = SshdCounts(
+            connections=sum(c for c, _ in got.values()),
+            commands=sum(m for _, m in got.values()),
+            per_vm=got,
+        )
+        if last is not None and (now.connections, now.commands) == (
+            last.connections,
+            last.commands,
+        ):
+            return now
+        last = now
+        time.sleep(settle)
+    assert last is not None
+    return last
 
 
 def _size(path: Path) -> int:
