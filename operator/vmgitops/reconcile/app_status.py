@@ -187,17 +187,7 @@ def conditions(
             if ok
             else ConditionStatus.FALSE
         )
-        conds = set_condition(
-            conds,
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=message,
-                observed_generation=generation,
-            ),
-            now,
-        )
+        conds = _set(conds, type_, status, reason, message, generation, now)
 
     short = (revision or "")[:12]
     if error is not None:
@@ -232,6 +222,29 @@ def conditions(
     return [c.to_dict() for c in conds]
 
 
+def _set(
+    conds: list[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    generation: int,
+    now: datetime,
+) -> list[Condition]:
+    """`conds` with the condition `type_` set (its transition time kept if unchanged)."""
+    return set_condition(
+        conds,
+        Condition(
+            type=type_,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+        ),
+        now,
+    )
+
+
 #: Reason of the conditions a new application reports before its first observation.
 OBSERVING = "Observing"
 
@@ -256,17 +269,7 @@ def first_status(
         ("Healthy", ConditionStatus.UNKNOWN, (Health.PROGRESSING.value, message)),
         ("Ready", ConditionStatus.FALSE, ready),
     ):
-        conds = set_condition(
-            conds,
-            Condition(
-                type=type_,
-                status=status,
-                reason=reason,
-                message=text,
-                observed_generation=generation,
-            ),
-            now,
-        )
+        conds = _set(conds, type_, status, reason, text, generation, now)
     return {
         "observedGeneration": generation,
         "sync": {"status": SyncStatus.UNKNOWN.value, "revision": revision},
