@@ -227,13 +227,13 @@ class OperatorBench:
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
             list(ex.map(create, self.hosts))
 
-    def wait_targets_probed(self, timeout: float = 300) -> None:
+    def wait_targets_probed(self, timeout: float = 300, interval: float = 0.5) -> None:
         def probed() -> bool:
             items = self.kube.get(target_path(self.ns)).get("items", [])
             ok = [t for t in items if (t.get("status") or {}).get("facts")]
             return len(ok) == len(self.hosts)
 
-        poll(probed, timeout=timeout, interval=0.5, what="every target probed (facts)")
+        poll(probed, timeout=timeout, interval=interval, what="every target probed (facts)")
 
     def app_body(self, max_unavailable: str) -> dict[str, Any]:
         return {
