@@ -6,9 +6,10 @@ real systemd VM of the bench fleet (the backend) and its answer is replayed to e
 other simulated host that sends the same command. That works because the scale app
 renders the same bytes for every host (no per-host value), so every host of a healthy
 fleet gives the same answers. A command with stdin (an apply) changes the backend, so it
-clears the cache of answers to read-only commands; identical concurrent commands share
-one backend run. The backend's own sshd and CPU are therefore not what 5,000 VMs would
-cost: the scale run measures the operator, the API server and etcd, not the fleet.
+clears the cache of answers to read-only commands, and a read that failed is never cached
+(it is asked again); identical concurrent commands share one backend run. The backend's
+own sshd and CPU are therefore not what 5,000 VMs would cost: the scale run measures the
+operator, the API server and etcd, not the fleet.
 
     python -m bench.farm --targets N --host-key FILE --authorized-keys FILE \
         --backend ADDRESS --backend-key FILE --backend-host-key "ssh-ed25519 ..." \
@@ -110,7 +111,10 @@ class Farm:
                 self.generation += 1
                 self.reads.clear()
                 self.writes[key] = got
-            elif generation == self.generation:
+            elif generation == self.generation and got[0] == 0:
+                # A failed read is asked again next time: a health check that ran while
+                # the backend's service was still starting must not fail every host
+                # forever (its retries would all be answered from the cache).
                 self.reads[key] = got
             fut.set_result(got)
             return got
