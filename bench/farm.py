@@ -5,11 +5,12 @@ What the farm answers is real: every distinct command (with its stdin) is run on
 real systemd VM of the bench fleet (the backend) and its answer is replayed to every
 other simulated host that sends the same command. That works because the scale app
 renders the same bytes for every host (no per-host value), so every host of a healthy
-fleet gives the same answers. A command with stdin (an apply) changes the backend, so it
-clears the cache of answers to read-only commands, and a read that failed is never cached
-(it is asked again); identical concurrent commands share one backend run. The backend's
-own sshd and CPU are therefore not what 5,000 VMs would cost: the scale run measures the
-operator, the API server and etcd, not the fleet.
+fleet gives the same answers. A command with stdin (an apply; not the observe script,
+which reads its paths on stdin) changes the backend, so it clears the cache of answers to
+read-only commands, and a read that failed is never cached (it is asked again); identical
+concurrent commands share one backend run. The backend's own sshd and CPU are therefore
+not what 5,000 VMs would cost: the scale run measures the operator, the API server and
+etcd, not the fleet.
 
     python -m bench.farm --targets N --host-key FILE --authorized-keys FILE \
         --backend ADDRESS --backend-key FILE --backend-host-key "ssh-ed25519 ..." \
@@ -66,6 +67,13 @@ class _Server(asyncssh.SSHServer):
 Answer = tuple[int, bytes, bytes]
 
 
+def changes_host(command: str, data: bytes) -> bool:
+    """Whether a command may change the host: one with stdin, except vmgitops's observe
+    script, which reads the paths to look at on stdin and changes nothing. (Treated as a
+    write, its answer was replayed from before the apply: every service "inactive".)"""
+    return bool(data) and "vmgitops-observe" not in command
+
+
 class Farm:
     def __init__(self, backend: asyncssh.SSHClientConnection) -> None:
         self.backend = backend
@@ -93,7 +101,8 @@ class Farm:
 
     async def answer(self, command: str, data: bytes) -> Answer:
         key = hashlib.sha256(command.encode() + b"\0" + data).digest()
-        cache = self.writes if data else self.reads
+        write = changes_host(command, data)
+        cache = self.writes if write else self.reads
         if key in cache:
             self.stats.replayed += 1
             return cache[key]
@@ -106,7 +115,7 @@ class Farm:
         generation = self.generation
         try:
             got = await self._run(command, data)
-            if data:
+            if write:
                 self.stats.applies += 1
                 self.generation += 1
                 self.reads.clear()
