@@ -69,9 +69,10 @@ Answer = tuple[int, bytes, bytes]
 
 def changes_host(command: str, data: bytes) -> bool:
     """Whether a command may change the host: one with stdin, except vmgitops's observe
-    script, which reads the paths to look at on stdin and changes nothing. (Treated as a
-    write, its answer was replayed from before the apply: every service "inactive".)"""
-    return bool(data) and "vmgitops-observe" not in command
+    scripts (alone, or with the health checks: vmgitops-look), which read the paths to
+    look at on stdin and change nothing. (Treated as a write, an observation was replayed
+    from before the apply: every service "inactive".)"""
+    return bool(data) and not any(n in command for n in ("vmgitops-observe", "vmgitops-look"))
 
 
 class Farm:

@@ -73,10 +73,10 @@ def test_first_apply_converges_then_a_second_changes_nothing(bed: EngineBed) -> 
     assert bed.stat(*files) == before  # no write: inode and mtime unchanged
     assert bed.active_since() == since  # no restart
     assert bed.log_lines() == ["migrate"]  # no command
-    assert second.round_trips == 1 and second.commands == 2  # observe beside the checks
+    assert second.round_trips == 1 and second.commands == 1  # observe, then the checks
     print(
-        f"no-change sync: {second.round_trips} round trip ({second.commands} SSH commands "
-        f"in parallel: observe + health checks), {second.seconds:.2f}s"
+        f"no-change sync: {second.round_trips} round trip ({second.commands} SSH command: "
+        f"observe, then the health checks), {second.seconds:.2f}s"
     )
 
 

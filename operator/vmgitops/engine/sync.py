@@ -2,14 +2,15 @@
 
 The pipeline, and what each stage costs in SSH round trips:
 
-1. **observe** (1 trip): one read-only command reports everything the app manages; the
-   health checks run beside it on a second channel (same trip). A drift check, or a
-   sync with nothing to do, ends here.
+1. **observe** (1 trip): one read-only command reports everything the app manages and
+   runs its health checks after that (facts.look: one command, not two side by side,
+   halves what a drift check costs the VM). A drift check, or a sync with nothing to
+   do, ends here.
 2. **plan** (no trip): pure. A blocking issue (CommandOutcomeUnknown, a path conflict,
    an older generation than the VM's fence) ends the sync with nothing applied.
 3. **apply** (1 trip): every step in one command, under the VM lock, fenced by the
    serial of step 1 (ChangedSinceObserved: observe and plan again, once).
-4. **verify** (1 trip, only when needed): observe again, beside the health checks, when
+4. **verify** (1 trip, only when needed): observe again, with the health checks, when
    something failed, or when the apply touched units, packages or the release, whose
    state the health depends on. A successful apply of files needs no second look: it
    made them so.
@@ -18,8 +19,8 @@ The pipeline, and what each stage costs in SSH round trips:
 
 Measured on a test-bed VM (tests/integration/test_engine_sync.py, app with a unit, a
 release, a command and three health checks): a no-change check or sync is 1 round trip
-(2 commands side by side: observe, health), about 0.15 s; a one-file change is 3 round
-trips (observe, apply, health); a first apply is 3 (observe, apply, verify + health).
+and 1 command, about 0.15 s; a one-file change is 3 round trips (observe, apply, health);
+a first apply is 3 (observe, apply, verify with health).
 A plan blocked by CommandOutcomeUnknown costs one more trip, to tell an apply that is
 still running (it holds the VM lock: ApplyInProgress, retryable) from one that died.
 """
@@ -44,6 +45,7 @@ from vmgitops.executor.outcome import (
 )
 from vmgitops.executor.script import lock_probe_argv
 from vmgitops.facts.health import CheckResult, health_argv, health_timeout, parse_health
+from vmgitops.facts.look import look_argv, look_timeout
 from vmgitops.facts.observe import ObserveRequest, parse_observation, request_for
 from vmgitops.facts.observed import ObservedState
 from vmgitops.facts.records import MalformedOutput
@@ -176,23 +178,45 @@ class _Sync:
             why = f"the checks could not run: {getattr(exc, 'reason', 'MalformedOutput')}"
             return tuple(CheckResult(c.name, c.kind, None, why) for c in checks)
 
+    async def observe_and_check(self) -> tuple[ObservedState, tuple[CheckResult, ...]]:
+        """The observation and the checks' answers from ONE command (see facts.look)."""
+        checks: Sequence[HealthCheck] = self.desired.health_checks
+        request = self.request
+        observe_seconds = self.opts.observe_timeout + OBSERVE_SECONDS_PER_PATH * len(request.files)
+        result = await self.runner.run(
+            look_argv(checks),
+            stdin=request.stdin(),
+            timeout=look_timeout(observe_seconds, checks),
+        )
+        if not result.ok:
+            raise _Failed(
+                EngineError(
+                    OBSERVE_FAILED,
+                    f"the observe command failed (exit {result.exit_status}): "
+                    + result.stderr.decode("utf-8", "replace")[-300:].strip(),
+                )
+            )
+        return parse_observation(result.stdout), tuple(parse_health(result.stdout, checks))
+
     async def look(
         self, *, observe: bool, health: bool
     ) -> tuple[ObservedState | None, tuple[CheckResult, ...]]:
-        """Observe and run the checks concurrently: one round trip (none if neither)."""
+        """Observe and/or run the checks: one round trip, one command (none if neither)."""
         if not observe and not health:
             return None, ()
+        if observe and health:
+            return await self.observe_fully()
         self.trips += 1
-        obs_task = asyncio.ensure_future(self.observe()) if observe else None
-        chk_task = asyncio.ensure_future(self.health()) if health else None
-        try:
-            observed = await obs_task if obs_task is not None else None
-            checks = await chk_task if chk_task is not None else ()
-        except BaseException:
-            await _cancel(obs_task)
-            await _cancel(chk_task)
-            raise
-        return observed, checks
+        if observe:
+            return await self.observe(), ()
+        return None, await self.health()
+
+    async def observe_fully(self) -> tuple[ObservedState, tuple[CheckResult, ...]]:
+        """The observation and the app's checks (if any): one round trip, one command."""
+        self.trips += 1
+        if not self.desired.health_checks:
+            return await self.observe(), ()
+        return await self.observe_and_check()
 
     async def lock_busy(self) -> bool:
         """Whether an apply holds the VM lock now (one more trip, only when it matters)."""
@@ -386,26 +410,17 @@ async def observe_target(
 
 async def _run(s: _Sync, dry_run: bool) -> TargetResult:
     desired = s.desired
-    has_checks = bool(desired.health_checks)
     for attempt in range(s.opts.replans + 1):
-        # The checks run beside the observation: their answer is the one that counts
-        # when nothing is to be done (always, for a dry run).
-        s.trips += 1
-        obs_task = asyncio.ensure_future(s.observe())
-        chk_task = asyncio.ensure_future(s.health()) if has_checks else None
-        try:
-            observed = await obs_task
-            plan, fence = s.planned(observed)
-        except BaseException:
-            await _cancel(chk_task)
-            raise
+        # The checks run in the observation's command: their answer is the one that
+        # counts when nothing is to be done (always, for a dry run).
+        observed, checks = await s.observe_fully()
+        plan, fence = s.planned(observed)
         if dry_run or plan.blocked or not plan.steps:
-            checks = await chk_task if chk_task is not None else ()
             unknown = any(i.reason == COMMAND_OUTCOME_UNKNOWN for i in plan.issues)
             if unknown and await s.lock_busy():
                 return _in_progress(s, plan, observed, fence, checks)
             return _report(s, plan, observed, fence, checks)
-        await _cancel(chk_task)  # the VM is about to change: check it afterwards
+        # The checks' answers are from before the change: the VM is checked afterwards.
         applied = await apply_plan(
             s.runner,
             plan,
@@ -433,15 +448,6 @@ async def _run(s: _Sync, dry_run: bool) -> TargetResult:
             _die(SYNCED)
         return verified
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-async def _cancel(task: asyncio.Future[Any] | None) -> None:
-    """Cancel a probe we no longer need and wait for it (its SSH channel is closed)."""
-    if task is None:
-        return
-    if not task.done():
-        task.cancel()
-    await asyncio.gather(task, return_exceptions=True)  # also reaps a failed one
 
 
 def _report(

@@ -20,9 +20,10 @@ from urllib.parse import urlsplit
 from vmgitops.facts.records import PRELUDE, parse_records
 from vmgitops.manifest.desired import HealthCheck
 
-HEALTH_SCRIPT = (
-    PRELUDE
-    + r"""
+#: The checks, without the shell helpers before them and the end record after them:
+#: `look.LOOK_SCRIPT` runs them after the observation, in the same command. They read
+#: their items from the positional parameters.
+HEALTH_BODY = r"""
 tmo() { if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }
 chk_cmd() {
   _n=$1; _t=$2; shift 2
@@ -71,9 +72,9 @@ while [ $# -gt 0 ]; do
   *) r error "$1" "unknown check kind"; shift;;
   esac
 done
-r end
 """
-)
+
+HEALTH_SCRIPT = PRELUDE + HEALTH_BODY + "r end\n"
 
 #: Slack on top of the checks' own timeouts, for the runner's timeout of the whole probe.
 RUNNER_SLACK_SECONDS = 10
@@ -91,6 +92,11 @@ class CheckResult:
 
 def health_argv(checks: Sequence[HealthCheck]) -> list[str]:
     """`env LC_ALL=C sh -c SCRIPT vmgitops-health ...` for all checks, in order."""
+    return ["env", "LC_ALL=C", "sh", "-c", HEALTH_SCRIPT, "vmgitops-health", *health_items(checks)]
+
+
+def health_items(checks: Sequence[HealthCheck]) -> list[str]:
+    """The positional parameters of `HEALTH_BODY` for all checks, in order."""
     items: list[str] = []
     for c in checks:
         t = str(c.timeout_seconds)
@@ -103,7 +109,7 @@ def health_argv(checks: Sequence[HealthCheck]) -> list[str]:
             items += ["http", c.name, t, c.url, u.hostname or "", port, path, u.scheme]
         else:
             items += ["tcp", c.name, t, c.host, str(c.port)]
-    return ["env", "LC_ALL=C", "sh", "-c", HEALTH_SCRIPT, "vmgitops-health", *items]
+    return items
 
 
 def health_timeout(checks: Sequence[HealthCheck]) -> float:

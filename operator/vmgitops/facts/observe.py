@@ -56,10 +56,9 @@ MAX_DIFF_BYTES = 65536
 VERSION = "1"
 NO_CONTENT = "-"
 
-OBSERVE_SCRIPT = (
-    PRELUDE
-    + ITEM_READER
-    + r"""
+#: The observing part, without the shell helpers before it and the end record after it:
+#: `look.LOOK_SCRIPT` runs it before an app's health checks, in the same command.
+OBSERVE_BODY = r"""
 MAXDIFF=65536
 pm=none
 obs() {
@@ -144,9 +143,9 @@ while item && _kind=$_iv && item && _val=$_iv && item; do
   esac
 done
 if [ "$_ist" != 1 ]; then r error request "the request was cut short"; exit 3; fi
-r end
 """
-)
+
+OBSERVE_SCRIPT = PRELUDE + ITEM_READER + OBSERVE_BODY + "r end\n"
 
 
 @dataclass
