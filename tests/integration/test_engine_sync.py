@@ -102,7 +102,7 @@ def test_a_file_edited_by_hand_is_the_only_step_and_is_fixed(bed: EngineBed) -> 
     assert bed.active_since() == since  # motd feeds no service
     print(
         f"\none-file change: {fixed.round_trips} round trips, {fixed.commands} SSH commands "
-        "(observe beside the health checks, dropped once a change is planned; apply; "
+        "(observe with the health checks, whose answer a planned change sets aside; apply; "
         f"health checks), {fixed.seconds:.2f}s"
     )
 
