@@ -70,6 +70,12 @@ class Settings:
     observe_concurrency: int = field(
         default_factory=lambda: _env_count("VMGITOPS_OBSERVE_CONCURRENCY", 32)
     )
+    #: Targets of one rollout batch synced at once. A batch of thousands (maxUnavailable
+    #: 100%) otherwise holds every target's rendered files, plan and apply stream in
+    #: memory together: at 5,000 targets that was the operator's peak RSS.
+    sync_concurrency: int = field(
+        default_factory=lambda: _env_count("VMGITOPS_SYNC_CONCURRENCY", 128)
+    )
     idle_close: float = field(default_factory=lambda: _env_float("VMGITOPS_IDLE_CLOSE", 600))
     metrics_port: int = field(default_factory=lambda: _env_int("VMGITOPS_METRICS_PORT", 8080))
     health_port: int = field(default_factory=lambda: _env_int("VMGITOPS_HEALTH_PORT", 8081))

@@ -16,6 +16,8 @@ from vmgitops.settings import Settings
         ),
         pytest.param({"VMGITOPS_OBSERVE_CONCURRENCY": ""}, "observe_concurrency", 32, id="empty"),
         pytest.param({}, "probe_interval", 60.0, id="probe-interval-default"),
+        pytest.param({}, "sync_concurrency", 128, id="sync-default"),
+        pytest.param({"VMGITOPS_SYNC_CONCURRENCY": "16"}, "sync_concurrency", 16, id="sync-set"),
     ],
 )
 def test_settings_from_the_environment(

@@ -451,6 +451,7 @@ async def application_daemon(
             metrics=metrics_mod.current(),
             stopping=lambda: bool(stopped),
             observe_concurrency=settings_mod.current().observe_concurrency,
+            sync_concurrency=settings_mod.current().sync_concurrency,
             answer_resolve=_answer_resolve,
         ),
     )

@@ -109,6 +109,8 @@ class Deps:
     stopping: Callable[[], bool] = lambda: False
     #: Targets observed at once (settings.observe_concurrency, VMGITOPS_OBSERVE_CONCURRENCY).
     observe_concurrency: int = 32
+    #: Targets of a batch synced at once (settings.sync_concurrency).
+    sync_concurrency: int = 128
     #: Answers vmgitops.io/resolve-command requests; None: they are left alone.
     answer_resolve: ResolveAnswer | None = None
 
@@ -534,6 +536,7 @@ class AppReconciler:
             stopping=self.deps.stopping,
             handled_refresh=annotations.get(meta.ANNOTATION_REFRESH),
             first_saved=answered,
+            concurrency=self.deps.sync_concurrency,
         )
         op = await run_rollout(
             op,

@@ -44,6 +44,7 @@ class OperationHooks:
         stopping: Callable[[], bool],
         handled_refresh: str | None,
         first_saved: Callable[[], Awaitable[None]] | None = None,
+        concurrency: int = 128,
     ) -> None:
         self.key, self.ctx, self.driver = key, ctx, driver
         self.targets, self.views, self.retry_count = targets, views, retry_count
@@ -52,11 +53,18 @@ class OperationHooks:
         self.live_body, self.newer_revision = live_body, newer_revision
         self.stopping, self.handled_refresh = stopping, handled_refresh
         self.first_saved = first_saved
+        # A batch may be the whole fleet: its targets are synced this many at a time.
+        self.concurrency = max(1, concurrency)
 
     async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
         left: set[str] = set()
+        sem = asyncio.Semaphore(self.concurrency)
 
         async def one(name: str) -> TargetOutcome:
+            async with sem:
+                return await sync_one(name)
+
+        async def sync_one(name: str) -> TargetOutcome:
             target = self.targets.get(name)
             if target is None or not self.still_selected(name):
                 left.add(name)  # relabelled (or deleted) since the tick began: not ours

@@ -513,6 +513,36 @@ async def test_observation_runs_at_most_observe_concurrency_at_once(
     assert peak == limit
 
 
+@pytest.mark.parametrize("limit", [1, 3, 8])
+async def test_a_batch_syncs_at_most_sync_concurrency_at_once(tmp_path: Path, limit: int) -> None:
+    # One batch of the whole fleet (maxUnavailable 100%): every target is synced, never
+    # more than `limit` at a time (each one holds its rendered files and apply stream).
+    w = World(tmp_path, fleet(OLD, *(f"vm{i:02d}" for i in range(12))))
+    w.spec(automated={}, strategy={"rolling": {"maxUnavailable": "100%"}})
+    r = w.reconciler()
+    r.deps.sync_concurrency = limit
+    running, peak = 0, 0
+    sync = w.fleet.sync
+
+    async def slow(target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return await sync(target, ctx)
+
+    w.fleet.sync = slow  # type: ignore[method-assign]
+    await r.tick(w.body)
+    op = w.status["operation"]
+    assert (op["phase"], op["batches"]["total"], op["targets"]["succeeded"]) == (
+        "Succeeded",
+        1,
+        12,
+    )
+    assert peak == limit
+
+
 def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
     return next(c for c in status["conditions"] if c["type"] == type_)
 
