@@ -6,11 +6,11 @@ real systemd VM of the bench fleet (the backend) and its answer is replayed to e
 other simulated host that sends the same command. That works because the scale app
 renders the same bytes for every host (no per-host value), so every host of a healthy
 fleet gives the same answers. A command with stdin (an apply; not the observe script,
-which reads its paths on stdin) changes the backend, so it clears the cache of answers to
-read-only commands, and a read that failed is never cached (it is asked again); identical
-concurrent commands share one backend run. The backend's own sshd and CPU are therefore
-not what 5,000 VMs would cost: the scale run measures the operator, the API server and
-etcd, not the fleet.
+which reads its paths on stdin) changes the backend; reads are answered from the answers
+recorded when the backend was in the asking host's state (see `Farm`), and a read that
+failed is never recorded (it is asked again); identical concurrent commands share one
+backend run. The backend's own sshd and CPU are therefore not what 5,000 VMs would cost:
+the scale run measures the operator, the API server and etcd, not the fleet.
 
     python -m bench.farm --targets N --host-key FILE --authorized-keys FILE \
         --backend ADDRESS --backend-key FILE --backend-host-key "ssh-ed25519 ..." \
@@ -76,13 +76,24 @@ def changes_host(command: str, data: bytes) -> bool:
 
 
 class Farm:
+    """Answers each simulated host as if it were the backend in the same state.
+
+    Every host's state is its *level*: how many writes (applies) it has sent. The
+    backend's level is how many distinct writes it ran. A read is answered from the
+    answers recorded at the asking host's level: after the first host's apply moved the
+    backend on, the hosts that have not applied yet still see the state before it (not
+    the backend's "already in sync", which would let them skip their own apply and make
+    the scale run's initial sync look cheaper than 5,000 real VMs would be).
+    """
+
     def __init__(self, backend: asyncssh.SSHClientConnection) -> None:
         self.backend = backend
         self.channels = asyncio.Semaphore(8)  # below the backend sshd's MaxSessions
         self.stats = Stats()
-        self.reads: dict[bytes, Answer] = {}
+        self.reads: dict[tuple[bytes, int], Answer] = {}
         self.writes: dict[bytes, Answer] = {}
-        self.inflight: dict[bytes, asyncio.Future[Answer]] = {}
+        self.inflight: dict[tuple[bytes, int], asyncio.Future[Answer]] = {}
+        self.levels: dict[str, int] = {}
         self.generation = 0
 
     async def _run(self, command: str, data: bytes) -> Answer:
@@ -100,13 +111,25 @@ class Farm:
         err = r.stderr if isinstance(r.stderr, bytes) else b""
         return int(r.exit_status if r.exit_status is not None else -1), out, err
 
-    async def answer(self, command: str, data: bytes) -> Answer:
-        key = hashlib.sha256(command.encode() + b"\0" + data).digest()
+    async def answer(self, command: str, data: bytes, host: str = "") -> Answer:
+        digest = hashlib.sha256(command.encode() + b"\0" + data).digest()
         write = changes_host(command, data)
-        cache = self.writes if write else self.reads
-        if key in cache:
+        level = self.levels.get(host, 0)
+        got = await self._answer(command, data, digest, write, level)
+        if write and got[0] == 0:
+            self.levels[host] = level + 1
+        return got
+
+    async def _answer(
+        self, command: str, data: bytes, digest: bytes, write: bool, level: int
+    ) -> Answer:
+        # Writes are shared by every host that sends the same bytes (their level is the
+        # same then); reads by the hosts at the same level.
+        key = (digest, -1 if write else level)
+        cached = self.writes.get(digest) if write else self.reads.get(key)
+        if cached is not None:
             self.stats.replayed += 1
-            return cache[key]
+            return cached
         pending = self.inflight.get(key)
         if pending is not None:
             self.stats.replayed += 1
@@ -119,12 +142,12 @@ class Farm:
             if write:
                 self.stats.applies += 1
                 self.generation += 1
-                self.reads.clear()
-                self.writes[key] = got
-            elif generation == self.generation and got[0] == 0:
-                # A failed read is asked again next time: a health check that ran while
+                self.writes[digest] = got
+            elif generation == self.generation == level and got[0] == 0:
+                # Recorded only when the backend was at the host's level throughout. A
+                # failed read is asked again next time: a health check that ran while
                 # the backend's service was still starting must not fail every host
-                # forever (its retries would all be answered from the cache).
+                # forever (its retries would all be answered from the record).
                 self.reads[key] = got
             fut.set_result(got)
             return got
@@ -139,7 +162,8 @@ class Farm:
         self.stats.commands += 1
         try:
             data = await process.stdin.read()
-            status, out, err = await self.answer(process.command or "", data)
+            sock = process.get_extra_info("sockname") or ("",)
+            status, out, err = await self.answer(process.command or "", data, str(sock[0]))
             process.stdout.write(out)
             process.stderr.write(err)
             process.exit(status)
