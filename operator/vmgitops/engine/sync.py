@@ -45,7 +45,7 @@ from vmgitops.executor.outcome import (
 )
 from vmgitops.executor.script import lock_probe_argv
 from vmgitops.facts.health import CheckResult, health_argv, health_timeout, parse_health
-from vmgitops.facts.look import look_argv, look_timeout
+from vmgitops.facts.look import look_argv
 from vmgitops.facts.observe import ObserveRequest, parse_observation, request_for
 from vmgitops.facts.observed import ObservedState
 from vmgitops.facts.records import MalformedOutput
@@ -151,20 +151,7 @@ class _Sync:
     # -- probes -------------------------------------------------------------------------
 
     async def observe(self) -> ObservedState:
-        # What to observe goes on stdin: the command line stays the same small string
-        # for any app (sshd passes it as one argument, which Linux caps at 128 KiB).
-        request = self.request
-        timeout = self.opts.observe_timeout + OBSERVE_SECONDS_PER_PATH * len(request.files)
-        result = await self.runner.run(request.argv(), stdin=request.stdin(), timeout=timeout)
-        if not result.ok:
-            raise _Failed(
-                EngineError(
-                    OBSERVE_FAILED,
-                    f"the observe command failed (exit {result.exit_status}): "
-                    + result.stderr.decode("utf-8", "replace")[-300:].strip(),
-                )
-            )
-        return parse_observation(result.stdout)
+        return parse_observation(await self._observing(self.request.argv(), 0.0))
 
     async def health(self) -> tuple[CheckResult, ...]:
         checks: Sequence[HealthCheck] = self.desired.health_checks
@@ -181,13 +168,19 @@ class _Sync:
     async def observe_and_check(self) -> tuple[ObservedState, tuple[CheckResult, ...]]:
         """The observation and the checks' answers from ONE command (see facts.look)."""
         checks: Sequence[HealthCheck] = self.desired.health_checks
+        # The checks run after the observation: their time comes on top of its own.
+        out = await self._observing(look_argv(checks), health_timeout(checks))
+        return parse_observation(out), tuple(parse_health(out, checks))
+
+    async def _observing(self, argv: Sequence[str], extra_seconds: float) -> bytes:
+        """Runs an observing command (the request on stdin); its output, or _Failed.
+
+        What to observe goes on stdin: the command line stays the same small string for
+        any app (sshd passes it as one argument, which Linux caps at 128 KiB).
+        """
         request = self.request
-        observe_seconds = self.opts.observe_timeout + OBSERVE_SECONDS_PER_PATH * len(request.files)
-        result = await self.runner.run(
-            look_argv(checks),
-            stdin=request.stdin(),
-            timeout=look_timeout(observe_seconds, checks),
-        )
+        timeout = self.opts.observe_timeout + OBSERVE_SECONDS_PER_PATH * len(request.files)
+        result = await self.runner.run(argv, stdin=request.stdin(), timeout=timeout + extra_seconds)
         if not result.ok:
             raise _Failed(
                 EngineError(
@@ -196,7 +189,7 @@ class _Sync:
                     + result.stderr.decode("utf-8", "replace")[-300:].strip(),
                 )
             )
-        return parse_observation(result.stdout), tuple(parse_health(result.stdout, checks))
+        return result.stdout
 
     async def look(
         self, *, observe: bool, health: bool

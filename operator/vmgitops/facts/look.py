@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vmgitops.facts.health import HEALTH_BODY, health_items, health_timeout
+from vmgitops.facts.health import HEALTH_BODY, health_items
 from vmgitops.facts.observe import OBSERVE_BODY
 from vmgitops.facts.records import ITEM_READER, PRELUDE
 from vmgitops.manifest.desired import HealthCheck
@@ -29,8 +29,3 @@ LOOK_SCRIPT = PRELUDE + ITEM_READER + OBSERVE_BODY + HEALTH_BODY + "r end\n"
 def look_argv(checks: Sequence[HealthCheck]) -> list[str]:
     """`env LC_ALL=C sh -c LOOK_SCRIPT vmgitops-look CHECK-ITEMS...`; stdin: the request."""
     return ["env", "LC_ALL=C", "sh", "-c", LOOK_SCRIPT, "vmgitops-look", *health_items(checks)]
-
-
-def look_timeout(observe_seconds: float, checks: Sequence[HealthCheck]) -> float:
-    """The observation's own bound plus the checks' (they run one after the other)."""
-    return observe_seconds + health_timeout(checks)

@@ -7,8 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from vmgitops.facts.health import HEALTH_SCRIPT, CheckResult, health_argv, parse_health
-from vmgitops.facts.look import LOOK_SCRIPT, look_argv, look_timeout
+from vmgitops.facts.health import (
+    HEALTH_SCRIPT,
+    CheckResult,
+    health_argv,
+    health_timeout,
+    parse_health,
+)
+from vmgitops.facts.look import LOOK_SCRIPT, look_argv
 from vmgitops.facts.observe import OBSERVE_SCRIPT, ObserveRequest, parse_observation
 from vmgitops.facts.observed import ObservedState
 from vmgitops.facts.records import MalformedOutput
@@ -26,7 +32,7 @@ def look(
         look_argv(checks),
         input=req.stdin() if stdin is None else stdin,
         capture_output=True,
-        timeout=look_timeout(30, checks),
+        timeout=30 + health_timeout(checks),
     )
     return out, parse_observation(out.stdout), parse_health(out.stdout, checks)
 
@@ -99,4 +105,3 @@ def test_the_scripts_share_their_parts() -> None:
     assert OBSERVE_SCRIPT.removesuffix("r end\n").strip() in body
     assert HEALTH_SCRIPT.removesuffix("r end\n").split("tmo()", 1)[1] in body
     assert look_argv([])[:6] == ["env", "LC_ALL=C", "sh", "-c", LOOK_SCRIPT, "vmgitops-look"]
-    assert look_timeout(120, [cmd("a", "true", timeout=7)]) > 127

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -490,6 +490,23 @@ async def test_a_new_spec_wakes_but_not_the_one_being_reconciled(tmp_path: Path)
     assert not r.woken_by(event(w, None, generation=2))
 
 
+def _count_peak(w: World, method: str) -> Callable[[], int]:
+    """Wraps w.fleet.METHOD (observe or sync) to count how many run at once; the peak."""
+    running, peak = 0, 0
+    inner = getattr(w.fleet, method)
+
+    async def counted(target: Mapping[str, Any], ctx: AppContext) -> Any:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.01)
+        running -= 1
+        return await inner(target, ctx)
+
+    setattr(w.fleet, method, counted)
+    return lambda: peak
+
+
 @pytest.mark.parametrize("limit", [1, 3, 8])
 async def test_observation_runs_at_most_observe_concurrency_at_once(
     tmp_path: Path, limit: int
@@ -497,20 +514,9 @@ async def test_observation_runs_at_most_observe_concurrency_at_once(
     w = World(tmp_path, fleet(REV, *(f"vm{i:02d}" for i in range(12))))
     r = w.reconciler()
     r.deps.observe_concurrency = limit
-    running, peak = 0, 0
-    observe = w.fleet.observe
-
-    async def slow(target: Mapping[str, Any], ctx: AppContext) -> TargetView:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-        return await observe(target, ctx)
-
-    w.fleet.observe = slow  # type: ignore[method-assign]
+    peak = _count_peak(w, "observe")
     await r.tick(w.body)
-    assert peak == limit
+    assert peak() == limit
 
 
 @pytest.mark.parametrize("limit", [1, 3, 8])
@@ -521,18 +527,7 @@ async def test_a_batch_syncs_at_most_sync_concurrency_at_once(tmp_path: Path, li
     w.spec(automated={}, strategy={"rolling": {"maxUnavailable": "100%"}})
     r = w.reconciler()
     r.deps.sync_concurrency = limit
-    running, peak = 0, 0
-    sync = w.fleet.sync
-
-    async def slow(target: Mapping[str, Any], ctx: AppContext) -> SyncOutcome:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        await asyncio.sleep(0.01)
-        running -= 1
-        return await sync(target, ctx)
-
-    w.fleet.sync = slow  # type: ignore[method-assign]
+    peak = _count_peak(w, "sync")
     await r.tick(w.body)
     op = w.status["operation"]
     assert (op["phase"], op["batches"]["total"], op["targets"]["succeeded"]) == (
@@ -540,7 +535,7 @@ async def test_a_batch_syncs_at_most_sync_concurrency_at_once(tmp_path: Path, li
         1,
         12,
     )
-    assert peak == limit
+    assert peak() == limit
 
 
 def _condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
