@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from vmgitops.api import meta
 from vmgitops.api.application import VMApplicationSpec
 from vmgitops.api.units import parse_duration
+from vmgitops.bounded import gather_bounded
 from vmgitops.manifest import LoadedApp, ManifestError, load_app
 from vmgitops.plan.health import SyncStatus
 from vmgitops.plan.resolution import RESOLVED, ResolveResult
@@ -283,17 +284,14 @@ class AppReconciler:
     async def _observe_all(
         self, targets: Sequence[Mapping[str, Any]], ctx: AppContext | None
     ) -> dict[str, TargetView]:
-        sem = asyncio.Semaphore(self.deps.observe_concurrency)
-
         async def one(t: Mapping[str, Any]) -> TargetView:
             name = str(t["metadata"]["name"])
             if ctx is None:
                 old = self.mem.views.get(name)
                 return old or TargetView(name, reachable=True)
-            async with sem:
-                return await self.deps.driver.observe(t, ctx)
+            return await self.deps.driver.observe(t, ctx)
 
-        views = await asyncio.gather(*(one(t) for t in targets))
+        views = await gather_bounded(self.deps.observe_concurrency, one, targets)
         return {v.name: v for v in views}
 
     # -- the tick -----------------------------------------------------------------------

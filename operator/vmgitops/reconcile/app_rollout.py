@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vmgitops.api import meta
+from vmgitops.bounded import gather_bounded
 from vmgitops.reconcile.app_context import AppContext, TargetDriver
 from vmgitops.reconcile.app_operation import op_to_status
 from vmgitops.reconcile.app_status import TargetView, summarize
@@ -54,17 +55,12 @@ class OperationHooks:
         self.stopping, self.handled_refresh = stopping, handled_refresh
         self.first_saved = first_saved
         # A batch may be the whole fleet: its targets are synced this many at a time.
-        self.concurrency = max(1, concurrency)
+        self.concurrency = concurrency
 
     async def apply_batch(self, names: Sequence[str]) -> list[TargetOutcome]:
         left: set[str] = set()
-        sem = asyncio.Semaphore(self.concurrency)
 
         async def one(name: str) -> TargetOutcome:
-            async with sem:
-                return await sync_one(name)
-
-        async def sync_one(name: str) -> TargetOutcome:
             target = self.targets.get(name)
             if target is None or not self.still_selected(name):
                 left.add(name)  # relabelled (or deleted) since the tick began: not ours
@@ -75,7 +71,7 @@ class OperationHooks:
                 name, out.ok, out.message, skipped=out.unreachable, unknown=out.unknown
             )
 
-        outcomes = list(await asyncio.gather(*(one(n) for n in names)))
+        outcomes = await gather_bounded(self.concurrency, one, names)
         now = datetime.now(UTC)
         entries: dict[str, Mapping[str, Any] | None] = {}
         for o in outcomes:
