@@ -32,6 +32,8 @@ from pathlib import Path
 import asyncssh
 
 from bench.fleetctl import CIPHER, KEX
+from vmgitops.facts.look import look_argv
+from vmgitops.facts.observe import ObserveRequest
 
 PORT = 2222
 
@@ -67,12 +69,16 @@ class _Server(asyncssh.SSHServer):
 Answer = tuple[int, bytes, bytes]
 
 
+#: The $0 of vmgitops's observing scripts (alone, or with the health checks), as the
+#: engine names them: they read the paths to look at on stdin and change nothing.
+READ_NAMES = (ObserveRequest("").argv()[5], look_argv(())[5])
+
+
 def changes_host(command: str, data: bytes) -> bool:
-    """Whether a command may change the host: one with stdin, except vmgitops's observe
-    scripts (alone, or with the health checks: vmgitops-look), which read the paths to
-    look at on stdin and change nothing. (Treated as a write, an observation was replayed
-    from before the apply: every service "inactive".)"""
-    return bool(data) and not any(n in command for n in ("vmgitops-observe", "vmgitops-look"))
+    """Whether a command may change the host: one with stdin, except vmgitops's observing
+    scripts. (Treated as a write, an observation was replayed from before the apply:
+    every service "inactive".)"""
+    return bool(data) and not any(n in command for n in READ_NAMES)
 
 
 class Farm:

@@ -78,6 +78,15 @@ def _ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x"
 
 
+def _ratio_cell(r: Row | None, ref: Row) -> str:
+    """A peer's row against vmgitops's: wall and CPU ratios."""
+    if r is None:
+        return "-"
+    if not r.ok:
+        return "failed"  # it failed its verification: it did not do the work
+    return f"{_ratio(r.wall, ref.wall)} wall, {_ratio(r.tool_cpu, ref.tool_cpu)} CPU"
+
+
 def _find(rows: Sequence[Row], tool: str, scenario: str) -> Row | None:
     return next((r for r in rows if r.tool == tool and r.scenario == scenario), None)
 
@@ -117,14 +126,7 @@ def ratio_table(rows: Sequence[Row]) -> list[str]:
         cells = []
         for p in peers:
             r = _find(rows, p, sc)
-            # A run that failed its verification did not do the work: no ratio for it.
-            cells.append(
-                "failed"
-                if r is not None and not r.ok
-                else f"{_ratio(r.wall, ref.wall)} wall, {_ratio(r.tool_cpu, ref.tool_cpu)} CPU"
-                if r is not None
-                else "-"
-            )
+            cells.append(_ratio_cell(r, ref))
         floor = _find(rows, "floor", sc)
         op = _find(rows, "vmgitops-operator", sc)
         cells.append(_ratio(ref.wall, floor.wall) if floor is not None else "-")
